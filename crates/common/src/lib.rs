@@ -1,0 +1,30 @@
+//! The HTTP layer every service shares: API.md's error format and JSON responses.
+//!
+//! Handlers return `Result<Response, ApiError>`; `respond` turns either side into the
+//! response the API promises, so no internal error text can reach a client.
+
+mod error;
+
+pub use error::{ApiError, ErrorBody, ErrorEntry};
+
+use serde::Serialize;
+use spin_sdk::http::Response;
+
+/// A JSON response with the given status.
+pub fn json_response(status: u16, body: &impl Serialize) -> Response {
+    // Serializing our own plain data types cannot fail; if it ever did, the generic
+    // 500 is still the right answer for the client.
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(bytes)
+            .build(),
+        Err(err) => ApiError::Internal(err.into()).into_response(),
+    }
+}
+
+/// The response for a handler's result: the success as it is, an error in API.md's format.
+pub fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}

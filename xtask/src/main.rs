@@ -1,0 +1,97 @@
+//! `cargo xtask`: the project's automation, one subcommand per job (matklad's pattern).
+//!
+//! Every step says what it does before it does it; commands are echoed as they run.
+
+mod build;
+mod manifest;
+mod redis;
+mod setup;
+mod test;
+mod toolchain;
+mod up;
+mod wit;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use xshell::Shell;
+
+use crate::toolchain::Toolchain;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  setup       install what is missing (redis-server; Debian's wasm toolchain when
+              rustup has no wasm32-wasip1 target); a second run is a no-op
+  build       build every component in spin.toml for wasm32-wasip1 (release)
+  test        THE test command: setup, fmt, clippy, unit tests, build, world checks
+  up          run the app locally (Spin when it is on PATH), with Redis and a dev jwt_key
+  vendor-wit  refresh wit/deps/ from the spin-sdk crate's WIT (unchanged copies)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("\nerror: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let command = args.first().map(String::as_str);
+    if matches!(command, None | Some("help" | "-h" | "--help")) {
+        print!("{HELP}");
+        return Ok(());
+    }
+    let project = Project::open()?;
+    match command {
+        Some("setup") => setup::run(&project),
+        Some("build") => build::run(&project).map(drop),
+        Some("test") => test::run(&project),
+        Some("up") => up::run(&project),
+        Some("vendor-wit") => wit::vendor(&project),
+        Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
+        None => unreachable!("handled above"),
+    }
+}
+
+/// The repository and the shell every step runs in.
+pub struct Project {
+    pub root: PathBuf,
+    pub sh: Shell,
+    pub toolchain: Toolchain,
+}
+
+impl Project {
+    fn open() -> Result<Project> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives one level below the workspace root")
+            .to_path_buf();
+        let sh = Shell::new()?;
+        sh.change_dir(&root);
+        let toolchain = Toolchain::detect(&sh);
+        Ok(Project {
+            root,
+            sh,
+            toolchain,
+        })
+    }
+
+    /// Where cargo puts build output (`CARGO_TARGET_DIR` or `target/`).
+    pub fn target_dir(&self) -> PathBuf {
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => self.root.join(dir),
+            None => self.root.join("target"),
+        }
+    }
+}
+
+/// Announces a step, so a long run reads as a list of what happened.
+pub fn step(title: &str) {
+    eprintln!("\n==> {title}");
+}

@@ -1,0 +1,75 @@
+//! `cargo xtask setup`: install what is missing, and nothing else.
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+use crate::{Project, step};
+
+pub fn run(project: &Project) -> Result<()> {
+    let sh = &project.sh;
+    step(&format!("Toolchain: {}", project.toolchain.describe()));
+
+    step("Checking Debian packages");
+    let mut wanted: Vec<&str> = project.toolchain.apt_packages().to_vec();
+    if !on_path("redis-server") {
+        wanted.push("redis-server");
+    }
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|package| !is_installed(sh, package))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("everything is installed");
+    } else {
+        eprintln!("missing: {}", missing.join(" "));
+        apt_install(sh, &missing)?;
+    }
+
+    step("Versions");
+    let cargo = project.toolchain.cargo(sh);
+    cargo.arg("--version").run()?;
+    let redis = cmd!(sh, "redis-server --version").quiet().read()?;
+    eprintln!("{redis}");
+    Ok(())
+}
+
+pub fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
+
+fn is_installed(sh: &Shell, package: &str) -> bool {
+    sh.cmd("dpkg-query")
+        .args(["--show", "--showformat=${db:Status-Status}", package])
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|status| status == "installed")
+}
+
+fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
+    if !on_path("apt-get") {
+        bail!(
+            "this machine has no apt-get; install these yourself: {}",
+            packages.join(" ")
+        );
+    }
+    // Root installs directly; anyone else goes through sudo.
+    let is_root = cmd!(sh, "id -u").quiet().read()? == "0";
+    let apt = |args: &[&str]| {
+        let cmd = if is_root {
+            sh.cmd("apt-get")
+        } else {
+            sh.cmd("sudo").arg("apt-get")
+        };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args)
+    };
+    apt(&["update", "-qq"])
+        .run()
+        .context("apt-get update failed")?;
+    apt(&["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .run()
+        .context("apt-get install failed")?;
+    Ok(())
+}

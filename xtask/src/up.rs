@@ -1,0 +1,92 @@
+//! `cargo xtask up`: the whole app on this machine, with Redis and a dev `jwt_key`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use xshell::cmd;
+
+use crate::{Project, build, manifest, redis, setup, step};
+
+const LISTEN: &str = "127.0.0.1:3000";
+
+pub fn run(project: &Project) -> Result<()> {
+    setup::run(project)?;
+    let Some(spin_version) = spin_version(project) else {
+        bail!(
+            "Spin 3.6 or newer is not on PATH.\n\
+             Install it from https://spinframework.dev, or wait for the project's own offline \
+             host (the next issue, `host/`), which `cargo xtask up` will use when Spin is absent."
+        );
+    };
+    step(&format!("Using {spin_version}"));
+
+    build::run(project)?;
+    let app = manifest::load(&project.root)?;
+    let redis_url = std::env::var("SPIN_VARIABLE_REDIS_URL")
+        .ok()
+        .unwrap_or_else(|| {
+            app.variable_defaults
+                .get("redis_url")
+                .cloned()
+                .unwrap_or_default()
+        });
+    let _redis = redis::ensure(project, &redis_url)?;
+    let jwt_key = dev_jwt_key(&project.root)?;
+
+    step(&format!("Starting the app: open http://{LISTEN}/"));
+    let sh = &project.sh;
+    cmd!(
+        sh,
+        "spin up --from spin.toml --runtime-config-file runtime-config.toml --listen {LISTEN}"
+    )
+    .env("SPIN_VARIABLE_JWT_KEY", jwt_key)
+    .run()?;
+    Ok(())
+}
+
+/// `spin --version` when it reports 3.6 or newer.
+fn spin_version(project: &Project) -> Option<String> {
+    let sh = &project.sh;
+    let version = cmd!(sh, "spin --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    // "spin 3.6.3 (88d51cf1 2026-04-09)"
+    let number = version.split_whitespace().nth(1)?;
+    let mut parts = number.split('.').map(|part| part.parse::<u32>().ok());
+    let (major, minor) = (parts.next()??, parts.next()??);
+    ((major, minor) >= (3, 6)).then_some(version)
+}
+
+/// The development session key: `SPIN_VARIABLE_JWT_KEY` if set, else one generated
+/// once and kept in `.spin/jwt_key` (git-ignored), so sessions survive restarts.
+fn dev_jwt_key(root: &Path) -> Result<String> {
+    step("Development jwt_key");
+    if let Ok(key) = std::env::var("SPIN_VARIABLE_JWT_KEY") {
+        eprintln!("using SPIN_VARIABLE_JWT_KEY from the environment");
+        return Ok(key);
+    }
+    let path = root.join(".spin").join("jwt_key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        eprintln!("using {}", path.display());
+        return Ok(key.trim().to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .context("reading /dev/urandom")?;
+    let key: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    std::fs::create_dir_all(path.parent().expect("the key file is in .spin/"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(key.as_bytes())?;
+    eprintln!("generated {} (readable by you only)", path.display());
+    Ok(key)
+}

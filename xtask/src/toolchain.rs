@@ -51,6 +51,9 @@ impl Toolchain {
                 "rust-web-src",
                 "rust-web-clippy",
                 "rustfmt-web",
+                // `rust-lld`, the linker rustc names for wasm targets. Only a
+                // Recommends of rustc-web, so `--no-install-recommends` skips it.
+                "rust-web-llvm",
                 "lld-22",
                 "wasi-libc",
             ],

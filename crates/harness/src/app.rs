@@ -1,0 +1,357 @@
+//! The app under test: a manifest run by the host or by Spin on a free loopback port,
+//! with its own state directory and SQLite files, and its output kept for asserts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::client::Client;
+use crate::redis_server::Redis;
+use crate::runtime::{Runtime, host_binary};
+use crate::{eventually, free_port};
+
+/// How long a start may take: the first start compiles every component.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub struct AppBuilder {
+    manifest: PathBuf,
+    runtime: Runtime,
+    variables: BTreeMap<String, String>,
+    redis: Option<Redis>,
+}
+
+impl AppBuilder {
+    pub fn runtime(mut self, runtime: Runtime) -> AppBuilder {
+        self.runtime = runtime;
+        self
+    }
+
+    /// An application variable, passed as `SPIN_VARIABLE_<NAME>`.
+    pub fn variable(mut self, name: &str, value: &str) -> AppBuilder {
+        self.variables.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Gives the app this Redis (as the `redis_url` variable); the app owns it.
+    pub fn with_redis(self, redis: Redis) -> AppBuilder {
+        let url = redis.url();
+        let mut builder = self.variable("redis_url", &url);
+        builder.redis = Some(redis);
+        builder
+    }
+
+    /// Starts the app and waits until it serves HTTP; panics with its output if it
+    /// does not.
+    pub fn start(self) -> App {
+        match self.try_start() {
+            Ok(app) => app,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Starts the app; `Err` when it exits or does not serve within the timeout.
+    pub fn try_start(self) -> Result<App, StartError> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let runtime_config = write_runtime_config(&self.manifest, dir.path());
+        let state_dir = dir.path().join("state");
+        let mut command = match &self.runtime {
+            Runtime::Host => {
+                let host = host_binary();
+                let mut command = Command::new(&host);
+                command
+                    .args(["up", "--listen", "127.0.0.1:0"])
+                    .arg("--cache-dir")
+                    .arg(host.with_file_name("host-cache"));
+                command
+            }
+            Runtime::Spin(spin) => {
+                let mut command = Command::new(spin);
+                command
+                    .args(["up", "--listen"])
+                    .arg(format!("127.0.0.1:{}", free_port()));
+                command
+            }
+        };
+        command
+            .arg("--from")
+            .arg(&self.manifest)
+            .arg("--runtime-config-file")
+            .arg(&runtime_config)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SPIN_VARIABLE_") {
+                command.env_remove(name);
+            }
+        }
+        for (name, value) in &self.variables {
+            command.env(
+                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                value,
+            );
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {:?}: {err}", command.get_program()));
+        let logs = Logs::default();
+        let label = self.runtime.name();
+        logs.follow(label, child.stdout.take().expect("stdout is piped"));
+        logs.follow(label, child.stderr.take().expect("stderr is piped"));
+
+        let started = Instant::now();
+        let base_url = loop {
+            if let Some(url) = logs.lines().iter().find_map(|line| {
+                line.strip_prefix("Serving ")
+                    .map(str::trim)
+                    .map(str::to_owned)
+            }) {
+                break url;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(StartError {
+                    status: Some(status),
+                    output: logs.wait_for_end(),
+                });
+            }
+            if started.elapsed() > START_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StartError {
+                    status: None,
+                    output: logs.lines(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let address = base_url.trim_start_matches("http://").to_owned();
+        eventually(
+            "the app to accept connections",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(&address).ok(),
+        );
+        Ok(App {
+            runtime: self.runtime,
+            client: Client::new(&base_url),
+            child,
+            stopped: false,
+            logs,
+            redis: self.redis,
+            dir,
+        })
+    }
+}
+
+/// The app did not come up: how it ended and what it printed.
+#[derive(Debug)]
+pub struct StartError {
+    /// None: it was still running at the timeout (and was stopped).
+    pub status: Option<ExitStatus>,
+    pub output: Vec<String>,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => writeln!(f, "the app exited at start ({status}); its output:")?,
+            None => writeln!(
+                f,
+                "the app did not serve within {START_TIMEOUT:?}; its output:"
+            )?,
+        }
+        for line in &self.output {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A running app. Stopped (by its PID) on drop.
+pub struct App {
+    pub runtime: Runtime,
+    client: Client,
+    child: Child,
+    stopped: bool,
+    logs: Logs,
+    redis: Option<Redis>,
+    dir: TempDir,
+}
+
+impl App {
+    pub fn builder(manifest: impl Into<PathBuf>) -> AppBuilder {
+        AppBuilder {
+            manifest: manifest.into(),
+            runtime: Runtime::Host,
+            variables: BTreeMap::new(),
+            redis: None,
+        }
+    }
+
+    /// A second user: a client with a cookie jar of its own.
+    pub fn new_client(&self) -> Client {
+        Client::new(self.client.base_url())
+    }
+
+    /// The Redis this app was given.
+    pub fn redis(&self) -> &Redis {
+        self.redis.as_ref().expect("the app was started with_redis")
+    }
+
+    pub fn redis_mut(&mut self) -> &mut Redis {
+        self.redis.as_mut().expect("the app was started with_redis")
+    }
+
+    /// The file of the app's SQLite database `name` (not `default`).
+    pub fn sqlite_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.db"))
+    }
+
+    /// Every line the app printed so far (stdout and stderr).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lines()
+    }
+
+    /// Waits until a printed line satisfies `matches`, and returns it.
+    pub fn wait_for_log(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        eventually(what, Duration::from_secs(20), || {
+            self.logs.lines().into_iter().find(|line| matches(line))
+        })
+    }
+
+    /// The process's exit status, if it has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.is_ok_and(|status| status.success()),
+            "kill -TERM {pid} failed"
+        );
+        let status = eventually("the app to exit", Duration::from_secs(20), || {
+            self.exit_status()
+        });
+        self.stopped = true;
+        status
+    }
+}
+
+impl Deref for App {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- output of the app ({}) ---", self.runtime.name());
+            for line in self.logs.lines() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The lines a child prints, collected by one thread per stream.
+#[derive(Clone, Default)]
+struct Logs {
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl Logs {
+    fn follow(&self, label: &'static str, stream: impl Read + Send + 'static) {
+        let lines = self.lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                lines
+                    .lock()
+                    .expect("no panics while holding the log")
+                    .push(line);
+            }
+        });
+        self.readers
+            .lock()
+            .expect("no panics while holding the log")
+            .push(reader);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .expect("no panics while holding the log")
+            .clone()
+    }
+
+    /// After the process exited: every line, once the readers reached the end.
+    fn wait_for_end(&self) -> Vec<String> {
+        let readers = std::mem::take(
+            &mut *self
+                .readers
+                .lock()
+                .expect("no panics while holding the log"),
+        );
+        for reader in readers {
+            let _ = reader.join();
+        }
+        self.lines()
+    }
+}
+
+/// A runtime config that puts every named SQLite database of the manifest (but
+/// `default`, which lives in the state directory) into `dir`.
+fn write_runtime_config(manifest: &Path, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", manifest.display()));
+    let parsed: toml::Table = toml::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not TOML: {err}", manifest.display()));
+    let mut databases = BTreeSet::new();
+    if let Some(components) = parsed.get("component").and_then(toml::Value::as_table) {
+        for component in components.values() {
+            if let Some(names) = component
+                .get("sqlite_databases")
+                .and_then(toml::Value::as_array)
+            {
+                databases.extend(
+                    names
+                        .iter()
+                        .filter_map(toml::Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    let mut config = String::new();
+    for name in databases.iter().filter(|name| *name != "default") {
+        config.push_str(&format!(
+            "[sqlite_database.{name}]\ntype = \"spin\"\npath = \"{name}.db\"\n\n"
+        ));
+    }
+    let path = dir.join("runtime-config.toml");
+    std::fs::write(&path, config).expect("the temporary directory is writable");
+    path
+}

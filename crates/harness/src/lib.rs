@@ -1,0 +1,88 @@
+//! harness: black-box tests of the real app. Starts a real `redis-server` and the app
+//! (the project's host, or real Spin) on free loopback ports, gives an HTTP client
+//! with a cookie jar and a Redis connection, and stops everything on drop, also when
+//! a test panics.
+//!
+//! ```no_run
+//! let app = harness::spawn_app();
+//! let reply = app.get("/api/users/currentuser");
+//! assert_eq!(reply.status, 200);
+//! ```
+//!
+//! The components must be built (`cargo xtask build`) and the host binary must sit
+//! next to the test binary (`cargo test` builds it) or at `TICKETING_HOST_BIN`;
+//! `cargo xtask test` does both.
+
+mod app;
+mod client;
+mod redis_server;
+mod runtime;
+mod stub;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use app::{App, AppBuilder, StartError};
+pub use client::{Client, Reply};
+pub use redis_server::Redis;
+pub use reqwest::Method;
+pub use runtime::Runtime;
+pub use stub::HttpStub;
+
+/// The repository root (where `spin.toml` is).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the harness lives in crates/harness")
+        .to_path_buf()
+}
+
+/// The whole app of `spin.toml` on the project's host, with its own Redis and a
+/// random `jwt_key`.
+pub fn spawn_app() -> App {
+    spawn_app_on(Runtime::Host)
+}
+
+/// The whole app of `spin.toml` on `runtime`.
+pub fn spawn_app_on(runtime: Runtime) -> App {
+    App::builder(workspace_root().join("spin.toml"))
+        .runtime(runtime)
+        .with_redis(Redis::start())
+        .variable("jwt_key", &random_hex(32))
+        .start()
+}
+
+/// Polls `check` until it gives a value, or panics after `timeout` saying `what`
+/// was awaited. Tests wait with this, never with a fixed sleep.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// `bytes` random bytes, hex-encoded.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut buffer))
+        .expect("/dev/urandom is readable");
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("the loopback interface has free ports")
+        .port()
+}

@@ -1,0 +1,118 @@
+//! A real `redis-server` for one test: its own port and data directory, stopped (by
+//! its PID) on drop.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{eventually, free_port};
+
+pub struct Redis {
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts a server on a free port, with keyspace notifications for expired keys
+    /// on (the expiration service relies on them) and no persistence.
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: 0,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            child: None,
+        };
+        // A port can be taken between choosing and binding it: try a few.
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.try_run() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start (is it installed? `cargo xtask setup` installs it)");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A new connection to this server.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("the test's redis-server accepts connections")
+    }
+
+    /// Stops the server (Redis "goes away").
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.try_run(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    fn try_run(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--notify-keyspace-events", "Ex"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            return false;
+        };
+        let port = self.port;
+        let ready = (0..200).any(|_| {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        self.child = Some(child);
+        let url = self.url();
+        eventually(
+            "redis-server to answer PING",
+            Duration::from_secs(5),
+            || {
+                let mut connection = redis::Client::open(url.as_str())
+                    .ok()?
+                    .get_connection()
+                    .ok()?;
+                redis::cmd("PING").query::<String>(&mut connection).ok()
+            },
+        );
+        true
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

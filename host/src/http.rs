@@ -1,0 +1,224 @@
+//! The HTTP trigger: a hyper server that routes each request as Spin does, adds
+//! Spin's request headers, and runs a fresh instance of the component for it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::app::{HttpComponent, RunningApp};
+use crate::routes::{Match, RoutePattern};
+use crate::state::State;
+
+/// Serves until `shutdown` turns true; connections in flight finish their request.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<RunningApp>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    eprintln!("accept failed: {err}");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, local, client, request).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        log_connection_error(&*err);
+                    }
+                }
+                _ = shutdown.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+fn log_connection_error(err: &(dyn std::error::Error + 'static)) {
+    // Clients closing keep-alive connections are not worth a line.
+    let text = err.to_string();
+    if !text.contains("connection closed") && !text.contains("reset by peer") {
+        eprintln!("connection error: {text}");
+    }
+}
+
+async fn handle(
+    app: &RunningApp,
+    local: SocketAddr,
+    client: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Response<HyperOutgoingBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let Some((pattern, component, matched)) = app.router.route(request.uri().path()) else {
+        let response = plain(StatusCode::NOT_FOUND, "");
+        log_request(None, &method, &path_and_query, response.status(), started);
+        return response;
+    };
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map_or_else(|| local.to_string(), str::to_owned);
+    add_spin_headers(
+        request.headers_mut(),
+        &SpinHeaders {
+            full_url: format!("http://{host}{path_and_query}"),
+            pattern,
+            matched: &matched,
+            client,
+        },
+    );
+    // wasi:http reads the authority from the URI; a server request has only a path.
+    if let Ok(uri) = format!("http://{host}{path_and_query}").parse() {
+        *request.uri_mut() = uri;
+    }
+    let response = match run(component, request).await {
+        Ok(response) => response,
+        Err(err) => {
+            eprintln!("[{}] request failed: {err:#}", component.runtime.id);
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "")
+        }
+    };
+    log_request(
+        Some(&component.runtime.id),
+        &method,
+        &path_and_query,
+        response.status(),
+        started,
+    );
+    response
+}
+
+struct SpinHeaders<'a> {
+    full_url: String,
+    pattern: &'a RoutePattern,
+    matched: &'a Match,
+    client: SocketAddr,
+}
+
+/// The headers Spin adds to every request it hands to a component.
+fn add_spin_headers(headers: &mut hyper::HeaderMap, spin: &SpinHeaders<'_>) {
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    let route = spin.pattern.to_string();
+    set("spin-full-url", &spin.full_url);
+    set("spin-path-info", &spin.matched.path_info);
+    set("spin-matched-route", &route);
+    set("spin-base-path", "/");
+    set("spin-raw-component-route", &route);
+    set("spin-component-route", &spin.pattern.base());
+    set("spin-client-addr", &spin.client.to_string());
+    for (name, value) in &spin.matched.parameters {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(format!("spin-path-match-{name}").as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Runs the component's `wasi:http/incoming-handler` on a fresh instance. The
+/// response head comes back as soon as the guest sets it; the body streams after.
+async fn run(
+    component: &HttpComponent,
+    request: Request<Incoming>,
+) -> anyhow::Result<Response<HyperOutgoingBody>> {
+    let mut store = Store::new(component.pre.engine(), component.runtime.new_state()?);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)?;
+    let outparam = store.data_mut().http().new_response_outparam(sender)?;
+    let pre: ProxyPre<State> = component.pre.clone();
+    let task = tokio::spawn(async move {
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, outparam)
+            .await
+    });
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
+        Err(_) => {
+            // The guest returned or trapped without setting a response.
+            let outcome = task.await?;
+            match outcome {
+                Ok(()) => anyhow::bail!("the component did not set a response"),
+                Err(trap) => Err(anyhow::Error::from(trap).context("the component trapped")),
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// One line per request: component, method, path, status, duration.
+fn log_request(
+    component: Option<&str>,
+    method: &hyper::Method,
+    path: &str,
+    status: StatusCode,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{} {method} {path} -> {} in {:.2} ms",
+        component.unwrap_or("(no route)"),
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+}

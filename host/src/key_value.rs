@@ -1,0 +1,201 @@
+//! `fermyon:spin/key-value@2.0.0`: labelled stores, each a SQLite file (Spin's
+//! `spin` type, the default for `default`) or a Redis server (Spin's `redis` type).
+
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use crate::bindings::spin::key_value::{self, Error};
+use crate::redis_outbound::Pools;
+use crate::sqlite::Database;
+use crate::state::State;
+
+/// Where a store's data lives.
+#[derive(Clone)]
+pub enum Backend {
+    /// Spin's schema: one table for every store in the file, keyed by (store, key).
+    Sqlite(Arc<Database>),
+    Redis(String),
+}
+
+/// The guest's `store` resource.
+pub struct Store {
+    label: String,
+    backend: Backend,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+)";
+
+/// Creates the table of a SQLite-backed store file.
+pub fn prepare_sqlite(database: &Database) -> anyhow::Result<()> {
+    database.with_connection(|connection| connection.execute_batch(SCHEMA))?;
+    Ok(())
+}
+
+fn other(err: impl ToString) -> Error {
+    Error::Other(err.to_string())
+}
+
+impl State {
+    fn store(&self, store: &Resource<Store>) -> Result<(String, Backend), Error> {
+        let store = self.table.get(store).map_err(other)?;
+        Ok((store.label.clone(), store.backend.clone()))
+    }
+}
+
+/// One command against a Redis-backed store. Takes the pools by value so the future
+/// holds no borrow of the (non-`Sync`) instance state across the await.
+async fn query_redis(
+    pools: Arc<Pools>,
+    url: &str,
+    command: redis::Cmd,
+) -> Result<redis::Value, Error> {
+    pools.query(url, command).await.map_err(other)
+}
+
+impl key_value::Host for State {}
+
+impl key_value::HostStore for State {
+    async fn open(&mut self, label: String) -> Result<Resource<Store>, Error> {
+        let backend = self.component.key_value_store(&label)?;
+        self.table
+            .push(Store { label, backend })
+            .map_err(|_| Error::StoreTableFull)
+    }
+
+    async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
+        match self.store(&store)? {
+            (label, Backend::Sqlite(database)) => database
+                .with_connection(|connection| {
+                    use rusqlite::OptionalExtension;
+                    connection
+                        .prepare_cached(
+                            "SELECT value FROM spin_key_value WHERE store = ? AND key = ?",
+                        )?
+                        .query_row((label, key), |row| row.get(0))
+                        .optional()
+                })
+                .map_err(other),
+            (_, Backend::Redis(url)) => {
+                let mut command = redis::cmd("GET");
+                command.arg(key);
+                match query_redis(self.component.redis.clone(), &url, command).await? {
+                    redis::Value::Nil => Ok(None),
+                    redis::Value::BulkString(bytes) => Ok(Some(bytes)),
+                    other_reply => Err(Error::Other(format!("unexpected reply {other_reply:?}"))),
+                }
+            }
+        }
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<Store>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
+        match self.store(&store)? {
+            (label, Backend::Sqlite(database)) => database
+                .with_connection(|connection| {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO spin_key_value (store, key, value) VALUES (?, ?, ?)
+                             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+                        )?
+                        .execute((label, key, value))
+                })
+                .map(drop)
+                .map_err(other),
+            (_, Backend::Redis(url)) => {
+                let mut command = redis::cmd("SET");
+                command.arg(key).arg(value);
+                query_redis(self.component.redis.clone(), &url, command)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {
+        match self.store(&store)? {
+            (label, Backend::Sqlite(database)) => database
+                .with_connection(|connection| {
+                    connection
+                        .prepare_cached("DELETE FROM spin_key_value WHERE store = ? AND key = ?")?
+                        .execute((label, key))
+                })
+                .map(drop)
+                .map_err(other),
+            (_, Backend::Redis(url)) => {
+                let mut command = redis::cmd("DEL");
+                command.arg(key);
+                query_redis(self.component.redis.clone(), &url, command)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn exists(&mut self, store: Resource<Store>, key: String) -> Result<bool, Error> {
+        match self.store(&store)? {
+            (label, Backend::Sqlite(database)) => database
+                .with_connection(|connection| {
+                    connection
+                        .prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ? AND key = ?")?
+                        .exists((label, key))
+                })
+                .map_err(other),
+            (_, Backend::Redis(url)) => {
+                let mut command = redis::cmd("EXISTS");
+                command.arg(key);
+                match query_redis(self.component.redis.clone(), &url, command).await? {
+                    redis::Value::Int(count) => Ok(count > 0),
+                    other_reply => Err(Error::Other(format!("unexpected reply {other_reply:?}"))),
+                }
+            }
+        }
+    }
+
+    async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
+        match self.store(&store)? {
+            (label, Backend::Sqlite(database)) => database
+                .with_connection(|connection| {
+                    connection
+                        .prepare_cached(
+                            "SELECT key FROM spin_key_value WHERE store = ? ORDER BY key",
+                        )?
+                        .query_map([label], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(other),
+            (_, Backend::Redis(url)) => {
+                let mut command = redis::cmd("KEYS");
+                command.arg("*");
+                match query_redis(self.component.redis.clone(), &url, command).await? {
+                    redis::Value::Array(keys) => keys
+                        .into_iter()
+                        .map(|key| match key {
+                            redis::Value::BulkString(bytes) => {
+                                String::from_utf8(bytes).map_err(other)
+                            }
+                            other_reply => {
+                                Err(Error::Other(format!("unexpected key {other_reply:?}")))
+                            }
+                        })
+                        .collect(),
+                    other_reply => Err(Error::Other(format!("unexpected reply {other_reply:?}"))),
+                }
+            }
+        }
+    }
+
+    async fn drop(&mut self, store: Resource<Store>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}

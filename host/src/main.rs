@@ -1,0 +1,195 @@
+//! `host`: runs a Spin app (manifest v2) offline, as `spin up` would.
+//!
+//! The subset of Spin the app uses: HTTP and Redis triggers; WASI 0.2 with `wasi:http`;
+//! `fermyon:spin` key-value, SQLite, Redis and variables @2.0.0. README.md lists
+//! where it deliberately differs from Spin.
+
+mod allowed_hosts;
+mod app;
+mod bindings;
+mod engine;
+mod http;
+mod key_value;
+mod manifest;
+mod outbound_http;
+mod redis_outbound;
+mod redis_trigger;
+mod routes;
+mod runtime_config;
+mod sqlite;
+mod state;
+mod stdio;
+mod variables;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::routes::RoutePattern;
+use crate::runtime_config::RuntimeConfig;
+use crate::variables::Values;
+
+const USAGE: &str = "\
+usage: host up [-f|--from spin.toml] [--listen 127.0.0.1:3000]
+               [--runtime-config-file FILE] [--state-dir DIR]
+               [--cache-dir DIR | --disable-cache]
+
+Runs the Spin app of the manifest as `spin up` does: its HTTP routes on --listen
+(port 0 picks a free one), its Redis triggers against their Redis. Variables come
+from SPIN_VARIABLE_<NAME> or their defaults. Local state (the `default` database and
+key-value store, staged files) goes to --state-dir, by default .spin/ next to the
+manifest; compiled code is cached in <state-dir>/cache unless --cache-dir or
+--disable-cache says otherwise.";
+
+struct Args {
+    manifest: PathBuf,
+    listen: SocketAddr,
+    runtime_config: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    disable_cache: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
+    match args.next().as_deref() {
+        Some("up") => {}
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+    let mut parsed = Args {
+        manifest: PathBuf::from("spin.toml"),
+        listen: "127.0.0.1:3000".parse().expect("a valid address"),
+        runtime_config: None,
+        state_dir: None,
+        cache_dir: None,
+        disable_cache: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .with_context(|| format!("`{name}` needs a value\n\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "-f" | "--from" | "--file" => parsed.manifest = value(&arg)?.into(),
+            "--listen" => {
+                let listen = value(&arg)?;
+                parsed.listen = listen.parse().with_context(|| {
+                    format!("`--listen {listen}` is not an address like 127.0.0.1:3000")
+                })?;
+            }
+            "--runtime-config-file" => parsed.runtime_config = Some(value(&arg)?.into()),
+            "--state-dir" => parsed.state_dir = Some(value(&arg)?.into()),
+            "--cache-dir" => parsed.cache_dir = Some(value(&arg)?.into()),
+            "--disable-cache" => parsed.disable_cache = true,
+            other => bail!("unknown option `{other}`\n\n{USAGE}"),
+        }
+    }
+    if parsed.manifest.is_dir() {
+        parsed.manifest = parsed.manifest.join("spin.toml");
+    }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let result = parse_args(std::env::args().skip(1)).and_then(|args| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(up(args))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn up(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let app = manifest::load(&args.manifest)?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app.dir.join(".spin"));
+    let runtime_config = match &args.runtime_config {
+        Some(path) => RuntimeConfig::load(path, &state_dir)?,
+        None => RuntimeConfig::defaults(&state_dir),
+    };
+    let values = Values::resolve(&app.variables, |name| std::env::var(name).ok())?;
+    let cache_dir = match (&args.cache_dir, args.disable_cache) {
+        (_, true) => None,
+        (Some(dir), false) => Some(dir.clone()),
+        (None, false) => Some(state_dir.join("cache")),
+    };
+    let running = tokio::task::block_in_place(|| {
+        app::build(
+            &app,
+            app::Options {
+                runtime_config: &runtime_config,
+                values: &values,
+                state_dir: &state_dir,
+                cache_dir: cache_dir.as_deref(),
+            },
+        )
+    })?;
+    let running = Arc::new(running);
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let (hits, total) = running.cache_hits;
+    eprintln!(
+        "Ready in {} ms ({hits} of {total} modules from the compiled-code cache)",
+        started.elapsed().as_millis()
+    );
+    println!("Serving http://{address}");
+    println!("Available Routes:");
+    for trigger in &app.http_triggers {
+        match &trigger.route {
+            RoutePattern::Private => {}
+            RoutePattern::Wildcard(_) => println!(
+                "  {}: http://{address}{} (wildcard)",
+                trigger.component,
+                trigger.route.base()
+            ),
+            route => println!("  {}: http://{address}{route}", trigger.component),
+        }
+    }
+
+    let (stop, shutdown) = watch::channel(false);
+    let server = tokio::spawn(http::serve(listener, running.clone(), shutdown.clone()));
+    let redis = tokio::spawn(redis_trigger::run(running.clone(), shutdown));
+    wait_for_signal().await;
+    eprintln!("Shutting down");
+    let _ = stop.send(true);
+    let _ = redis.await;
+    server.await??;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}

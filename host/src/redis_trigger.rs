@@ -1,0 +1,145 @@
+//! The Redis trigger: subscribe to every configured channel and hand each message to
+//! every component bound to it, on a fresh instance.
+//!
+//! Deliberate difference from Spin: when the connection drops, Spin exits the whole
+//! app; this host logs it and reconnects with backoff, so a Redis restart during a
+//! local run or a test does not take HTTP down with it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use wasmtime::Store;
+
+use crate::app::{RedisSubscription, RunningApp};
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Subscribes every address's channels; returns when `shutdown` turns true.
+pub async fn run(app: Arc<RunningApp>, shutdown: watch::Receiver<bool>) {
+    let mut by_address: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, subscription) in app.redis_subscriptions.iter().enumerate() {
+        by_address
+            .entry(subscription.address.clone())
+            .or_default()
+            .push(index);
+    }
+    let listeners = by_address.into_iter().map(|(address, subscriptions)| {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(listen_with_retries(app, address, subscriptions, shutdown))
+    });
+    for listener in listeners.collect::<Vec<_>>() {
+        let _ = listener.await;
+    }
+}
+
+async fn listen_with_retries(
+    app: Arc<RunningApp>,
+    address: String,
+    subscriptions: Vec<usize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = FIRST_RETRY;
+    loop {
+        let started = Instant::now();
+        match listen(&app, &address, &subscriptions, &mut shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                // A connection that lived a while starts its retries from scratch.
+                if started.elapsed() > LAST_RETRY {
+                    delay = FIRST_RETRY;
+                }
+                eprintln!(
+                    "redis trigger: {address}: {err:#}; reconnecting in {} ms",
+                    delay.as_millis()
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(LAST_RETRY);
+    }
+}
+
+async fn listen(
+    app: &Arc<RunningApp>,
+    address: &str,
+    subscriptions: &[usize],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let client = redis::Client::open(address).context("invalid address")?;
+    let mut pubsub = client.get_async_pubsub().await.context("cannot connect")?;
+    let mut channels: Vec<&str> = subscriptions
+        .iter()
+        .map(|&index| app.redis_subscriptions[index].channel.as_str())
+        .collect();
+    channels.sort_unstable();
+    channels.dedup();
+    for channel in &channels {
+        pubsub
+            .subscribe(*channel)
+            .await
+            .with_context(|| format!("cannot subscribe to `{channel}`"))?;
+    }
+    eprintln!(
+        "redis trigger: {address}: subscribed to {}",
+        channels.join(", ")
+    );
+    let mut messages = pubsub.on_message();
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(message) = message else {
+            bail!("connection lost");
+        };
+        let channel = message.get_channel_name().to_owned();
+        let payload = message.get_payload_bytes().to_vec();
+        for &index in subscriptions {
+            if app.redis_subscriptions[index].channel == channel {
+                let app = app.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    deliver(&app.redis_subscriptions[index], payload).await;
+                });
+            }
+        }
+    }
+}
+
+/// Runs the component's `handle-message` on a fresh instance and logs the outcome.
+async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) {
+    let started = Instant::now();
+    let outcome = async {
+        let state = subscription.runtime.new_state()?;
+        let mut store = Store::new(subscription.pre.engine(), state);
+        let instance = subscription.pre.instantiate_async(&mut store).await?;
+        let result = instance
+            .fermyon_spin_inbound_redis()
+            .call_handle_message(&mut store, &payload)
+            .await?;
+        anyhow::Ok(result)
+    }
+    .await;
+    let outcome = match outcome {
+        Ok(Ok(())) => "ok".to_owned(),
+        // The guest's error carries no detail; the component logs its own reason.
+        Ok(Err(_)) => "the handler returned an error".to_owned(),
+        Err(err) => format!("failed: {err:#}"),
+    };
+    eprintln!(
+        "{} redis {} ({} bytes) -> {outcome} in {:.2} ms",
+        subscription.runtime.id,
+        subscription.channel,
+        payload.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}

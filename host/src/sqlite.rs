@@ -1,0 +1,289 @@
+//! `fermyon:spin/sqlite@2.0.0` on rusqlite: one file per named database.
+//!
+//! As in Spin, every `open` gets its own connection (so `BEGIN ... COMMIT` over several
+//! `execute` calls is one transaction, and a second writer waits up to 5 s for the lock,
+//! then fails with `io("database is locked")`). Connections are pooled per database;
+//! one handed back mid-transaction (a guest that trapped or forgot to commit) is rolled
+//! back first, so the next user starts clean.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use wasmtime::component::Resource;
+
+use crate::bindings::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
+use crate::state::State;
+
+/// How long a writer waits for another connection's lock (rusqlite's and Spin's default).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per database.
+const MAX_IDLE: usize = 32;
+
+/// One named database and its idle connections.
+pub struct Database {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Database {
+    pub fn new(path: PathBuf) -> Arc<Database> {
+        Arc::new(Database {
+            path,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens (or creates) the file once, so a bad path fails at start, not per request.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let connection = self.connect()?;
+        self.give_back(connection);
+        Ok(())
+    }
+
+    /// Runs `f` on a pooled connection, off the async worker (SQLite blocks).
+    pub fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        tokio::task::block_in_place(|| {
+            let connection = self.take()?;
+            let result = f(&connection);
+            self.give_back(connection);
+            result
+        })
+    }
+
+    fn take(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let idle = self
+            .idle
+            .lock()
+            .expect("no code panics holding the pool lock")
+            .pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => self.connect(),
+        }
+    }
+
+    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
+        if let Some(dir) = self.path.parent() {
+            // The file's directory (often `.spin/`) may not exist yet.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let connection = rusqlite::Connection::open(&self.path)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(connection)
+    }
+
+    fn give_back(&self, connection: rusqlite::Connection) {
+        if !connection.is_autocommit() && connection.execute_batch("ROLLBACK").is_err() {
+            return; // Dropped: closing the connection discards the transaction.
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .expect("no code panics holding the pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+    }
+}
+
+/// The guest's `connection` resource: a connection borrowed from the pool.
+pub struct Connection {
+    database: Arc<Database>,
+    connection: Option<rusqlite::Connection>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.database.give_back(connection);
+        }
+    }
+}
+
+impl sqlite::Host for State {}
+
+impl sqlite::HostConnection for State {
+    async fn open(&mut self, database: String) -> Result<Resource<Connection>, Error> {
+        let database = self.component.sqlite_database(&database)?;
+        let connection = tokio::task::block_in_place(|| database.take())
+            .map_err(|err| Error::Io(err.to_string()))?;
+        self.table
+            .push(Connection {
+                database,
+                connection: Some(connection),
+            })
+            .map_err(|_| Error::Io("too many open connections".into()))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> Result<QueryResult, Error> {
+        let connection = self
+            .table
+            .get(&connection)
+            .map_err(|_| Error::InvalidConnection)?
+            .connection
+            .as_ref()
+            .expect("a connection resource holds its connection until dropped");
+        // A lock wait can take seconds: let the runtime move other work off this thread.
+        tokio::task::block_in_place(|| execute(connection, &statement, parameters))
+            .map_err(|err| Error::Io(err.to_string()))
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+fn execute(
+    connection: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<Value>,
+) -> rusqlite::Result<QueryResult> {
+    let mut prepared = connection.prepare_cached(statement)?;
+    let columns: Vec<String> = prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let parameters: Vec<SqlParameter> = parameters.into_iter().map(SqlParameter).collect();
+    let mut rows = prepared.query(rusqlite::params_from_iter(parameters.iter()))?;
+    let mut results = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = (0..columns.len())
+            .map(|index| row.get_ref(index).map(to_value))
+            .collect::<rusqlite::Result<_>>()?;
+        results.push(RowResult { values });
+    }
+    Ok(QueryResult {
+        columns,
+        rows: results,
+    })
+}
+
+fn to_value(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(int) => Value::Integer(int),
+        ValueRef::Real(real) => Value::Real(real),
+        ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Blob(blob) => Value::Blob(blob.to_vec()),
+    }
+}
+
+struct SqlParameter(Value);
+
+impl rusqlite::ToSql for SqlParameter {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match &self.0 {
+            Value::Integer(int) => ToSqlOutput::Owned(SqlValue::Integer(*int)),
+            Value::Real(real) => ToSqlOutput::Owned(SqlValue::Real(*real)),
+            Value::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Value::Blob(blob) => ToSqlOutput::Borrowed(ValueRef::Blob(blob)),
+            Value::Null => ToSqlOutput::Owned(SqlValue::Null),
+        })
+    }
+}
+
+/// Creates the database files named in the runtime config that components use.
+pub fn open_databases(
+    paths: impl IntoIterator<Item = (String, PathBuf)>,
+) -> anyhow::Result<std::collections::BTreeMap<String, Arc<Database>>> {
+    paths
+        .into_iter()
+        .map(|(name, path)| {
+            let database = Database::new(path);
+            database.check().with_context(|| {
+                format!(
+                    "cannot open SQLite database `{name}` at {}",
+                    database.path().display()
+                )
+            })?;
+            Ok((name, database))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> (tempfile::TempDir, Arc<Database>) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::new(dir.path().join("test.db"));
+        (dir, database)
+    }
+
+    #[test]
+    fn values_round_trip_with_their_types() {
+        let (_dir, database) = database();
+        let connection = database.take().unwrap();
+        execute(
+            &connection,
+            "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)",
+            vec![],
+        )
+        .unwrap();
+        let row = vec![
+            Value::Integer(-7),
+            Value::Real(2.5),
+            Value::Text("ünïcode".into()),
+            Value::Blob(vec![0, 255]),
+            Value::Null,
+        ];
+        let inserted = execute(
+            &connection,
+            "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+            row.clone(),
+        )
+        .unwrap();
+        assert!(inserted.columns.is_empty() && inserted.rows.is_empty());
+        let selected = execute(&connection, "SELECT i, r, s, b, n FROM t", vec![]).unwrap();
+        assert_eq!(selected.columns, ["i", "r", "s", "b", "n"]);
+        assert_eq!(selected.rows.len(), 1);
+        assert_eq!(format!("{:?}", selected.rows[0].values), format!("{row:?}"));
+    }
+
+    #[test]
+    fn a_connection_handed_back_mid_transaction_is_rolled_back() {
+        let (_dir, database) = database();
+        let connection = database.take().unwrap();
+        execute(&connection, "CREATE TABLE t (x)", vec![]).unwrap();
+        execute(&connection, "BEGIN IMMEDIATE", vec![]).unwrap();
+        execute(&connection, "INSERT INTO t VALUES (1)", vec![]).unwrap();
+        database.give_back(connection);
+
+        let connection = database.take().unwrap();
+        assert!(connection.is_autocommit());
+        let count = execute(&connection, "SELECT count(*) FROM t", vec![]).unwrap();
+        assert_eq!(
+            format!("{:?}", count.rows[0].values),
+            format!("{:?}", [Value::Integer(0)])
+        );
+    }
+
+    #[test]
+    fn a_second_writer_gets_database_is_locked() {
+        let (_dir, database) = database();
+        let first = database.take().unwrap();
+        let second = database.connect().unwrap();
+        second.busy_timeout(Duration::from_millis(50)).unwrap();
+        execute(&first, "BEGIN IMMEDIATE", vec![]).unwrap();
+        let err = execute(&second, "BEGIN IMMEDIATE", vec![]).unwrap_err();
+        assert_eq!(err.to_string(), "database is locked");
+    }
+}

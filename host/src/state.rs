@@ -1,0 +1,113 @@
+//! What a component may use (`ComponentRuntime`, built once at start) and the state of
+//! one instance (`State`, a fresh one per request or message).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::bindings::spin::{key_value, sqlite};
+use crate::outbound_http::OutboundHttp;
+use crate::redis_outbound::Pools;
+use crate::sqlite::Database;
+use crate::stdio::{Console, PrefixedOutput};
+
+/// A component's grants and configuration, resolved at start.
+pub struct ComponentRuntime {
+    pub id: String,
+    pub granted_sqlite: BTreeSet<String>,
+    pub sqlite: BTreeMap<String, Arc<Database>>,
+    pub granted_key_value: BTreeSet<String>,
+    pub key_value: BTreeMap<String, crate::key_value::Backend>,
+    /// Component variables, rendered from their templates.
+    pub variables: BTreeMap<String, String>,
+    pub allowed_hosts: AllowedHosts,
+    pub redis: Arc<Pools>,
+    pub environment: Vec<(String, String)>,
+    /// Host directories made visible read-only: (host path, guest path).
+    pub preopens: Vec<(PathBuf, String)>,
+}
+
+impl ComponentRuntime {
+    /// A fresh instance state with this component's WASI view of the world.
+    pub fn new_state(self: &Arc<Self>) -> anyhow::Result<State> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(PrefixedOutput::new(&self.id, Console::Stdout))
+            .stderr(PrefixedOutput::new(&self.id, Console::Stderr))
+            .envs(&self.environment);
+        for (host, guest) in &self.preopens {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        Ok(State {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound_http: OutboundHttp::new(self.clone()),
+            component: self.clone(),
+        })
+    }
+
+    pub fn sqlite_database(&self, name: &str) -> Result<Arc<Database>, sqlite::Error> {
+        if !self.granted_sqlite.contains(name) {
+            return Err(sqlite::Error::AccessDenied);
+        }
+        self.sqlite
+            .get(name)
+            .cloned()
+            .ok_or(sqlite::Error::NoSuchDatabase)
+    }
+
+    pub fn key_value_store(
+        &self,
+        label: &str,
+    ) -> Result<crate::key_value::Backend, key_value::Error> {
+        if !self.granted_key_value.contains(label) {
+            return Err(key_value::Error::AccessDenied);
+        }
+        self.key_value
+            .get(label)
+            .cloned()
+            .ok_or(key_value::Error::NoSuchStore)
+    }
+
+    /// Says, on the console, what the component tried and how to allow it.
+    pub fn log_denied(&self, kind: &str, url: &str) {
+        eprintln!(
+            "[{}] {kind} connection to `{url}` denied: it is not in the component's \
+             allowed_outbound_hosts; add it there to allow it",
+            self.id
+        );
+    }
+}
+
+/// The store data of one instance.
+pub struct State {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub outbound_http: OutboundHttp,
+    pub component: Arc<ComponentRuntime>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound_http,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Component stdout/stderr on the host's console, every line prefixed with the
+//! component id (`[auth] ...`), so interleaved output of several components reads.
+
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Stdout,
+    Stderr,
+}
+
+/// The stream factory WASI asks for each `get-stdout`/`get-stderr`.
+#[derive(Clone)]
+pub struct PrefixedOutput {
+    prefix: Arc<str>,
+    console: Console,
+}
+
+impl PrefixedOutput {
+    pub fn new(component_id: &str, console: Console) -> PrefixedOutput {
+        PrefixedOutput {
+            prefix: format!("[{component_id}] ").into(),
+            console,
+        }
+    }
+}
+
+impl IsTerminal for PrefixedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for PrefixedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+}
+
+impl PrefixedOutput {
+    fn writer(&self) -> PrefixedWriter {
+        PrefixedWriter {
+            prefix: self.prefix.clone(),
+            console: self.console,
+            at_line_start: true,
+        }
+    }
+}
+
+/// Writes through to the console, inserting the prefix at the start of every line.
+struct PrefixedWriter {
+    prefix: Arc<str>,
+    console: Console,
+    at_line_start: bool,
+}
+
+impl PrefixedWriter {
+    fn write_prefixed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let text = prefix_lines(&self.prefix, bytes, &mut self.at_line_start);
+        // One locked write per call keeps a component's lines whole.
+        match self.console {
+            Console::Stdout => io::stdout().lock().write_all(&text),
+            Console::Stderr => io::stderr().lock().write_all(&text),
+        }
+    }
+
+    fn flush_console(&self) -> io::Result<()> {
+        match self.console {
+            Console::Stdout => io::stdout().flush(),
+            Console::Stderr => io::stderr().flush(),
+        }
+    }
+}
+
+/// `bytes` with `prefix` before each line that starts in them.
+fn prefix_lines(prefix: &str, bytes: &[u8], at_line_start: &mut bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + prefix.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if *at_line_start {
+            out.extend_from_slice(prefix.as_bytes());
+        }
+        out.extend_from_slice(line);
+        *at_line_start = line.ends_with(b"\n");
+    }
+    out
+}
+
+impl OutputStream for PrefixedWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_prefixed(&bytes)
+            .map_err(|err| StreamError::LastOperationFailed(err.into()))
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.flush_console()
+            .map_err(|err| StreamError::LastOperationFailed(err.into()))
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for PrefixedWriter {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for PrefixedWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.write_prefixed(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.flush_console())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_gets_the_prefix_once() {
+        let mut at_start = true;
+        let mut out = prefix_lines("[a] ", b"one\ntw", &mut at_start);
+        out.extend(prefix_lines("[a] ", b"o\nthree\n", &mut at_start));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[a] one\n[a] two\n[a] three\n"
+        );
+        assert!(at_start);
+    }
+}

@@ -43,7 +43,7 @@ impl WasiHttpHooks for OutboundHttp {
         {
             let target = format!("{scheme}://{}", uri.authority().map_or("", |a| a.as_str()));
             self.component.log_denied("HTTP", &target);
-            return Box::new(async { Err(Error::HttpRequestDenied.into()) });
+            return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         let default = wasmtime_wasi_http::default_hooks();
         default.send_request(request, options, fut)

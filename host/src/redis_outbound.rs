@@ -293,10 +293,10 @@ impl guest::HostConnection for State {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, Error> {
-        if changes_connection_state(&command) {
-            if let Ok(connection) = self.table.get_mut(&connection) {
-                connection.is_spent = true;
-            }
+        if changes_connection_state(&command)
+            && let Ok(connection) = self.table.get_mut(&connection)
+        {
+            connection.is_spent = true;
         }
         let mut cmd = redis::cmd(&command);
         for argument in arguments {

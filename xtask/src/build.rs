@@ -1,22 +1,41 @@
 //! `cargo xtask build`: every component of spin.toml, for wasm32-wasip1, in release.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::manifest::{self, Component};
+use crate::manifest;
 use crate::toolchain::WASM_TARGET;
 use crate::{Project, step};
 
 /// A component and the module cargo built for it.
 pub struct Built {
-    pub component: Component,
+    pub component: manifest::Component,
     pub module: PathBuf,
 }
 
+/// The app's manifest, and the host's test app (its behaviour tests run it).
+pub const APP: &str = "spin.toml";
+pub const PROBE: &str = "host/probe/spin.toml";
+
+/// `cargo xtask build`: the app's components.
 pub fn run(project: &Project) -> Result<Vec<Built>> {
-    let app = manifest::load(&project.root)?;
-    let packages: Vec<&str> = app.components.iter().map(|c| c.package.as_str()).collect();
+    build_apps(project, &[APP])
+}
+
+/// Builds the components of these manifests (paths relative to the root) in one cargo
+/// invocation, and puts each module where its manifest's `source` expects it.
+pub fn build_apps(project: &Project, manifests: &[&str]) -> Result<Vec<Built>> {
+    let apps = manifests
+        .iter()
+        .map(|manifest| manifest::load(&project.root.join(manifest)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut packages: Vec<&str> = Vec::new();
+    for component in apps.iter().flat_map(|app| &app.components) {
+        if !packages.contains(&component.package.as_str()) {
+            packages.push(&component.package);
+        }
+    }
     step(&format!(
         "Building {} for {WASM_TARGET} with {}",
         packages.join(", "),
@@ -24,22 +43,40 @@ pub fn run(project: &Project) -> Result<Vec<Built>> {
     ));
     build_packages(project, &packages)?;
 
-    step("Placing each module where spin.toml's `source` expects it");
+    step("Placing each module where its manifest's `source` expects it");
     let mut built = Vec::new();
-    for component in app.components {
-        let module = wasm_path(project, &component.package);
-        let source = project.root.join(&component.source);
-        if source != module {
-            if let Some(dir) = source.parent() {
-                std::fs::create_dir_all(dir)?;
+    for app in apps {
+        for component in app.components {
+            let module = wasm_path(project, &component.package);
+            let source = normalize(&app.dir.join(&component.source));
+            if source != module {
+                if let Some(dir) = source.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::copy(&module, &source).with_context(|| {
+                    format!("copying {} to {}", module.display(), source.display())
+                })?;
             }
-            std::fs::copy(&module, &source)
-                .with_context(|| format!("copying {} to {}", module.display(), source.display()))?;
+            eprintln!("{}: {}", component.id, source.display());
+            built.push(Built { component, module });
         }
-        eprintln!("{}: {}", component.id, component.source.display());
-        built.push(Built { component, module });
     }
     Ok(built)
+}
+
+/// `a/b/../../c` → `c`, without touching the file system (the file may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// One cargo invocation for all packages: they share their dependencies' builds.

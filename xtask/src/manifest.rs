@@ -41,15 +41,19 @@ pub struct Component {
 }
 
 pub struct SpinApp {
+    /// The manifest's directory: `source` paths start here.
+    pub dir: PathBuf,
     pub components: Vec<Component>,
     pub variable_defaults: BTreeMap<String, String>,
 }
 
-pub fn load(root: &Path) -> Result<SpinApp> {
-    let path = root.join("spin.toml");
+/// Reads a manifest (`spin.toml`, or a test app's).
+pub fn load(path: &Path) -> Result<SpinApp> {
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).with_context(|| format!("in {}", path.display()))
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut app = parse(&text).with_context(|| format!("in {}", path.display()))?;
+    app.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(app)
 }
 
 fn parse(text: &str) -> Result<SpinApp> {
@@ -78,6 +82,7 @@ fn parse(text: &str) -> Result<SpinApp> {
         .filter_map(|(name, var)| Some((name, var.default?)))
         .collect();
     Ok(SpinApp {
+        dir: PathBuf::new(),
         components,
         variable_defaults,
     })

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
 
-use crate::{Project, build, setup, step, wit};
+use crate::up::spin_on_path;
+use crate::{Project, build, manifest, setup, step, wit};
 
 /// A component that imports outbound HTTP and key-value; the `auth` world grants neither.
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
@@ -22,14 +23,16 @@ pub fn run(project: &Project) -> Result<()> {
         .args(["--", "--deny", "warnings"])
         .run()?;
 
-    step("Unit tests");
-    cargo().args(["test", "--workspace", "--locked"]).run()?;
-
-    let built = build::run(project)?;
+    // The black-box tests run the built components: build them first.
+    let built = build::build_apps(project, &[build::APP, build::PROBE])?;
 
     step("Checking each component against its world in wit/");
+    let app = manifest::load(&project.root.join(build::APP))?;
     let mut checked = BTreeSet::new();
-    for component in built {
+    for component in built
+        .into_iter()
+        .filter(|built| app.components.contains(&built.component))
+    {
         let world = component.component.package;
         if checked.insert(world.clone()) {
             let imports = wit::check_world(&project.root, &component.module, &world)?;
@@ -55,6 +58,13 @@ pub fn run(project: &Project) -> Result<()> {
         }
         Err(err) => return Err(err.context("the world check failed for another reason")),
     }
+
+    step("Tests: unit tests, then the black-box tests on the host (and on real Spin, if found)");
+    match spin_on_path(project) {
+        Some(version) => eprintln!("real Spin found ({version}): behaviour tests also run on it"),
+        None => eprintln!("no Spin >= 3.6 on PATH: behaviour tests run on the project's host only"),
+    }
+    cargo().args(["test", "--workspace", "--locked"]).run()?;
 
     step("All tests passed");
     Ok(())

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use xshell::cmd;
 
 use crate::{Project, build, manifest, redis, setup, step};
@@ -13,17 +13,22 @@ const LISTEN: &str = "127.0.0.1:3000";
 
 pub fn run(project: &Project) -> Result<()> {
     setup::run(project)?;
-    let Some(spin_version) = spin_version(project) else {
-        bail!(
-            "Spin 3.6 or newer is not on PATH.\n\
-             Install it from https://spinframework.dev, or wait for the project's own offline \
-             host (the next issue, `host/`), which `cargo xtask up` will use when Spin is absent."
-        );
-    };
-    step(&format!("Using {spin_version}"));
+    let spin = spin_on_path(project);
+    match &spin {
+        Some(version) => step(&format!("Runtime: {version}")),
+        None => step("Runtime: the project's host (no Spin >= 3.6 on PATH)"),
+    }
 
     build::run(project)?;
-    let app = manifest::load(&project.root)?;
+    if spin.is_none() {
+        step("Building the host (release)");
+        project
+            .toolchain
+            .cargo(&project.sh)
+            .args(["build", "--release", "--locked", "--package", "host"])
+            .run()?;
+    }
+    let app = manifest::load(&project.root.join(build::APP))?;
     let redis_url = std::env::var("SPIN_VARIABLE_REDIS_URL")
         .ok()
         .unwrap_or_else(|| {
@@ -35,21 +40,38 @@ pub fn run(project: &Project) -> Result<()> {
     let _redis = redis::ensure(project, &redis_url)?;
     let jwt_key = dev_jwt_key(&project.root)?;
 
-    step(&format!("Starting the app: open http://{LISTEN}/"));
+    step(&format!(
+        "Starting the app: open http://{LISTEN}/ (Ctrl-C stops it)"
+    ));
     let sh = &project.sh;
-    cmd!(
-        sh,
-        "spin up --from spin.toml --runtime-config-file runtime-config.toml --listen {LISTEN}"
-    )
-    .env("SPIN_VARIABLE_JWT_KEY", jwt_key)
-    .run()?;
+    let args = [
+        "up",
+        "--from",
+        "spin.toml",
+        "--runtime-config-file",
+        "runtime-config.toml",
+        "--listen",
+        LISTEN,
+    ];
+    let runtime = match spin {
+        Some(_) => sh.cmd(spin_program()),
+        None => sh.cmd(project.target_dir().join("release").join("host")),
+    };
+    // Ctrl-C reaches the runtime too; its clean exit (or the interrupt) ends xtask,
+    // and dropping `_redis` stops a Redis started here.
+    let _ = runtime
+        .args(args)
+        .env("SPIN_VARIABLE_JWT_KEY", jwt_key)
+        .run();
     Ok(())
 }
 
-/// `spin --version` when it reports 3.6 or newer.
-fn spin_version(project: &Project) -> Option<String> {
+/// The Spin the tests and `up` use, when it is 3.6 or newer: `TICKETING_SPIN` (a
+/// path), else `spin` on PATH. Its `--version` line.
+pub fn spin_on_path(project: &Project) -> Option<String> {
     let sh = &project.sh;
-    let version = cmd!(sh, "spin --version")
+    let spin = spin_program();
+    let version = cmd!(sh, "{spin} --version")
         .quiet()
         .ignore_stderr()
         .read()
@@ -59,6 +81,10 @@ fn spin_version(project: &Project) -> Option<String> {
     let mut parts = number.split('.').map(|part| part.parse::<u32>().ok());
     let (major, minor) = (parts.next()??, parts.next()??);
     ((major, minor) >= (3, 6)).then_some(version)
+}
+
+fn spin_program() -> String {
+    std::env::var("TICKETING_SPIN").unwrap_or_else(|_| "spin".to_owned())
 }
 
 /// The development session key: `SPIN_VARIABLE_JWT_KEY` if set, else one generated

@@ -13,7 +13,7 @@ use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, Request, Respons
 use spin_sdk::{key_value, redis, sqlite, variables};
 
 #[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
-async fn handle(incoming: IncomingRequest, outparam: ResponseOutparam) {
+pub async fn handle(incoming: IncomingRequest, outparam: ResponseOutparam) {
     let request = match Request::try_from_incoming_request(incoming).await {
         Ok(request) => request,
         Err(err) => return respond(outparam, 400, json!({ "error": format!("{err:?}") })).await,
@@ -402,7 +402,7 @@ async fn send(outparam: ResponseOutparam, status: u16, headers: Fields, body: Ve
 /// Redis trigger: records each message under `probe:received:<component>`; a message
 /// `fail` makes the handler return an error (the runtime logs it and carries on).
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
-fn on_message(message: bytes::Bytes) -> anyhow::Result<()> {
+pub fn on_message(message: bytes::Bytes) -> anyhow::Result<()> {
     if message.as_ref() == b"fail" {
         anyhow::bail!("the probe fails on purpose");
     }

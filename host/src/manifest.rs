@@ -214,6 +214,14 @@ fn component_def(
         raw.ai_models.is_empty(),
         "`ai_models`: Serverless AI is not supported by this host"
     );
+    ensure!(
+        raw.exclude_files.is_empty(),
+        "`exclude_files` is not supported by this host; narrow `files` instead"
+    );
+    ensure!(
+        raw.allowed_http_hosts.is_empty(),
+        "`allowed_http_hosts` is the manifest v1 name: use `allowed_outbound_hosts`"
+    );
     let files = raw
         .files
         .into_iter()

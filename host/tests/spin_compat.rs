@@ -63,6 +63,27 @@ fn routes_pick_exact_over_wildcard_and_the_longest_prefix() {
 }
 
 #[test]
+fn route_parameters_are_matched_and_passed_as_headers() {
+    on_every_runtime(|app| {
+        let seen = echo(app, "/params/7/items/x-y");
+        let headers = &seen["headers"];
+        let context = format!("{}: {seen}", app.runtime.name());
+        assert_eq!(seen["component"], "probe", "{context}");
+        assert_eq!(
+            headers["spin-matched-route"], "/params/:id/items/:item",
+            "{context}"
+        );
+        assert_eq!(headers["spin-path-match-id"], "7", "{context}");
+        assert_eq!(headers["spin-path-match-item"], "x-y", "{context}");
+        // A missing segment does not match: the wildcard takes it.
+        assert_eq!(
+            echo(app, "/params/7/items")["headers"]["spin-matched-route"],
+            "/..."
+        );
+    });
+}
+
+#[test]
 fn spin_headers_describe_the_request_and_keep_the_clients_own() {
     on_every_runtime(|app| {
         let reply = app.send(
@@ -134,6 +155,41 @@ fn key_value_stores_round_trip_and_only_granted_ones_open() {
             json!({"open": "Error::AccessDenied"})
         );
     });
+}
+
+#[test]
+fn a_key_value_store_can_live_in_redis() {
+    for runtime in Runtime::all() {
+        let redis = Redis::start();
+        let store = format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        );
+        let app = App::builder(probe_manifest())
+            .runtime(runtime)
+            .runtime_config(&store)
+            .with_redis(redis)
+            .variable("secret_word", "sesame")
+            .start();
+        let ops = json!({"store": "default", "ops": [
+            ["set", "k", "v"], ["get", "k"], ["exists", "k"], ["keys"], ["delete", "k"],
+            ["exists", "k"],
+        ]});
+        assert_eq!(
+            script(&app, "/kv", ops),
+            json!({"open": "ok", "results": ["ok", "v", true, ["k"], "ok", false]}),
+            "{}",
+            app.runtime.name()
+        );
+        let mut redis = app.redis().connection();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("from redis")
+            .query(&mut redis)
+            .unwrap();
+        let get = json!({"store": "default", "ops": [["get", "k"]]});
+        assert_eq!(script(&app, "/kv", get)["results"], json!(["from redis"]));
+    }
 }
 
 #[test]

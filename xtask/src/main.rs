@@ -2,6 +2,7 @@
 //!
 //! Every step says what it does before it does it; commands are echoed as they run.
 
+mod bench;
 mod build;
 mod manifest;
 mod redis;
@@ -26,7 +27,9 @@ cargo xtask <command>
               rustup has no wasm32-wasip1 target); a second run is a no-op
   build       build every component in spin.toml for wasm32-wasip1 (release)
   test        THE test command: setup, fmt, clippy, unit tests, build, world checks
-  up          run the app locally (Spin when it is on PATH), with Redis and a dev jwt_key
+  up          run the app locally (Spin when it is on PATH, else the project's host),
+              with Redis and a dev jwt_key
+  bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
   vendor-wit  refresh wit/deps/ from the spin-sdk crate's WIT (unchanged copies)
 ";
 
@@ -53,6 +56,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("build") => build::run(&project).map(drop),
         Some("test") => test::run(&project),
         Some("up") => up::run(&project),
+        Some("bench") => bench::run(&project),
         Some("vendor-wit") => wit::vendor(&project),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),

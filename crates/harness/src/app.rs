@@ -25,9 +25,17 @@ pub struct AppBuilder {
     runtime: Runtime,
     variables: BTreeMap<String, String>,
     redis: Option<Redis>,
+    runtime_config_extra: String,
 }
 
 impl AppBuilder {
+    /// More runtime config (TOML), after the SQLite databases the harness places.
+    pub fn runtime_config(mut self, toml: &str) -> AppBuilder {
+        self.runtime_config_extra.push_str(toml);
+        self.runtime_config_extra.push('\n');
+        self
+    }
+
     pub fn runtime(mut self, runtime: Runtime) -> AppBuilder {
         self.runtime = runtime;
         self
@@ -59,7 +67,8 @@ impl AppBuilder {
     /// Starts the app; `Err` when it exits or does not serve within the timeout.
     pub fn try_start(self) -> Result<App, StartError> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let runtime_config = write_runtime_config(&self.manifest, dir.path());
+        let runtime_config =
+            write_runtime_config(&self.manifest, dir.path(), &self.runtime_config_extra);
         let state_dir = dir.path().join("state");
         let mut command = match &self.runtime {
             Runtime::Host => {
@@ -194,6 +203,7 @@ impl App {
             runtime: Runtime::Host,
             variables: BTreeMap::new(),
             redis: None,
+            runtime_config_extra: String::new(),
         }
     }
 
@@ -323,8 +333,8 @@ impl Logs {
 }
 
 /// A runtime config that puts every named SQLite database of the manifest (but
-/// `default`, which lives in the state directory) into `dir`.
-fn write_runtime_config(manifest: &Path, dir: &Path) -> PathBuf {
+/// `default`, which lives in the state directory) into `dir`, then `extra`.
+fn write_runtime_config(manifest: &Path, dir: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(manifest)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", manifest.display()));
     let parsed: toml::Table = toml::from_str(&text)
@@ -351,6 +361,7 @@ fn write_runtime_config(manifest: &Path, dir: &Path) -> PathBuf {
             "[sqlite_database.{name}]\ntype = \"spin\"\npath = \"{name}.db\"\n\n"
         ));
     }
+    config.push_str(extra);
     let path = dir.join("runtime-config.toml");
     std::fs::write(&path, config).expect("the temporary directory is writable");
     path

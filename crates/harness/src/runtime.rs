@@ -61,17 +61,17 @@ impl Runtime {
 }
 
 /// The host binary: `TICKETING_HOST_BIN`, else `host` in the directory cargo built
-/// this test into (`target/<profile>/`, the parent of the test's `deps/`).
+/// this binary into (`target/<profile>/`: a test's own directory is its `deps/`).
 pub(crate) fn host_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TICKETING_HOST_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
-    let host = profile_dir.join("host");
+    let exe = std::env::current_exe().expect("a binary knows its path");
+    let dir = exe.parent().expect("a binary lives in a directory");
+    let host = [dir.join("host"), dir.join("../host")]
+        .into_iter()
+        .find(|host| host.is_file())
+        .unwrap_or_else(|| dir.join("../host"));
     assert!(
         host.is_file(),
         "the host binary is missing at {}: run the tests through `cargo xtask test`, \

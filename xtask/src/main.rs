@@ -28,7 +28,7 @@ cargo xtask <command>
   build       build every component in spin.toml for wasm32-wasip1 (release)
   test        THE test command: setup, fmt, clippy, unit tests, build, world checks
   up          run the app locally (Spin when it is on PATH, else the project's host),
-              with Redis and a dev jwt_key
+              with Redis and a dev jwt_key; `up --release` runs an optimized host
   bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
   vendor-wit  refresh wit/deps/ from the spin-sdk crate's WIT (unchanged copies)
 ";
@@ -55,7 +55,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("setup") => setup::run(&project),
         Some("build") => build::run(&project).map(drop),
         Some("test") => test::run(&project),
-        Some("up") => up::run(&project),
+        Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
         Some("vendor-wit") => wit::vendor(&project),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),

@@ -4,7 +4,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -91,7 +92,14 @@ async fn handle(
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let Some((pattern, component, matched)) = app.router.route(request.uri().path()) else {
         let response = plain(StatusCode::NOT_FOUND, "");
-        log_request(None, &method, &path_and_query, response.status(), started);
+        log_request(
+            None,
+            &method,
+            &path_and_query,
+            response.status(),
+            started,
+            None,
+        );
         return response;
     };
     let host = request
@@ -112,12 +120,17 @@ async fn handle(
     if let Ok(uri) = format!("http://{host}{path_and_query}").parse() {
         *request.uri_mut() = uri;
     }
-    let response = match run(component, request).await {
+    let instantiation = Arc::new(AtomicU64::new(0));
+    let response = match run(component, request, instantiation.clone()).await {
         Ok(response) => response,
         Err(err) => {
             eprintln!("[{}] request failed: {err:#}", component.runtime.id);
             plain(StatusCode::INTERNAL_SERVER_ERROR, "")
         }
+    };
+    let instantiation = match instantiation.load(Ordering::Relaxed) {
+        0 => None,
+        nanos => Some(Duration::from_nanos(nanos)),
     };
     log_request(
         Some(&component.runtime.id),
@@ -125,6 +138,7 @@ async fn handle(
         &path_and_query,
         response.status(),
         started,
+        instantiation,
     );
     response
 }
@@ -163,11 +177,17 @@ fn add_spin_headers(headers: &mut hyper::HeaderMap, spin: &SpinHeaders<'_>) {
 
 /// Runs the component's `wasi:http/incoming-handler` on a fresh instance. The
 /// response head comes back as soon as the guest sets it; the body streams after.
+///
+/// `instantiation` receives the nanoseconds spent making the `Store` (with its WASI
+/// context) and instantiating, without the time the task waited to be scheduled.
 async fn run(
     component: &HttpComponent,
     request: Request<Incoming>,
+    instantiation: Arc<AtomicU64>,
 ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+    let making = Instant::now();
     let mut store = Store::new(component.pre.engine(), component.runtime.new_state()?);
+    let store_made = making.elapsed();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let request = store
         .data_mut()
@@ -176,7 +196,11 @@ async fn run(
     let outparam = store.data_mut().http().new_response_outparam(sender)?;
     let pre: ProxyPre<State> = component.pre.clone();
     let task = tokio::spawn(async move {
+        let instantiating = Instant::now();
         let proxy = pre.instantiate_async(&mut store).await?;
+        let took = store_made + instantiating.elapsed();
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        instantiation.store(nanos.max(1), Ordering::Relaxed);
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut store, request, outparam)
@@ -206,17 +230,22 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
     response
 }
 
-/// One line per request: component, method, path, status, duration.
+/// One line per request: component, method, path, status, duration until the response
+/// head, and how much of it went to making the instance (`cargo xtask bench` reads it).
 fn log_request(
     component: Option<&str>,
     method: &hyper::Method,
     path: &str,
     status: StatusCode,
     started: Instant,
+    instantiation: Option<Duration>,
 ) {
     let elapsed = started.elapsed();
+    let instance = instantiation
+        .map(|took| format!(" (instance {} µs)", took.as_micros()))
+        .unwrap_or_default();
     eprintln!(
-        "{} {method} {path} -> {} in {:.2} ms",
+        "{} {method} {path} -> {} in {:.2} ms{instance}",
         component.unwrap_or("(no route)"),
         status.as_u16(),
         elapsed.as_secs_f64() * 1000.0

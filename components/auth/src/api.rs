@@ -1,18 +1,125 @@
-//! Thin HTTP handlers of the auth service.
+//! Thin HTTP handlers of the auth service (API.md, "auth").
 
-use common::{ApiError, json_response};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use serde_json::json;
 use spin_sdk::http::{Params, Request, Response};
 
-/// `GET /api/users/currentuser`: `{"currentUser": {id, email, iat}}`, or `null` when
-/// signed out.
-///
-/// Nobody can sign in yet (sign-up and sessions arrive with the auth issue), so every
-/// request is signed out.
-pub fn current_user(_req: Request, _params: Params) -> Response {
-    json_response(200, &serde_json::json!({ "currentUser": null }))
+use crate::domain::{Email, GivenPassword, NewPassword};
+use crate::{db, password};
+
+/// `POST /api/users/signup` `{email, password}`: 201 `{id, email}` and a session.
+pub fn sign_up(req: Request, _params: Params) -> Response {
+    respond(try_sign_up(&req))
 }
 
-/// Any other path under `/api/users/`.
+fn try_sign_up(req: &Request) -> Result<Response, ApiError> {
+    let body = JsonBody::parse(req)?;
+    let mut rules = Validator::new();
+    let email = rules.field("email", Email::parse(body.str("email")));
+    let password = rules.field("password", NewPassword::parse(body.str("password")));
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(rules.into_error());
+    };
+
+    // Read before anything is stored: a missing key must not leave an account behind.
+    let key = session::key()?;
+    let conn = db::open()?;
+    let email_in_use = || ApiError::BadRequest("Email in use".to_owned());
+    // Spares the slow hash for a known email; the insert below still decides races.
+    if db::email_is_taken(&conn, &email)? {
+        return Err(email_in_use());
+    }
+    let hash = password::hash(password.as_str())?;
+    let id = new_id()?;
+    let now = SystemTime::now();
+    let created_at = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+    });
+    if !db::insert_user(&conn, &id, &email, &hash, created_at)? {
+        return Err(email_in_use());
+    }
+    signed_in(req, &key, 201, &id, email.as_str(), now)
+}
+
+/// `POST /api/users/signin` `{email, password}`: 200 `{id, email}` and a session.
+pub fn sign_in(req: Request, _params: Params) -> Response {
+    respond(try_sign_in(&req))
+}
+
+fn try_sign_in(req: &Request) -> Result<Response, ApiError> {
+    let body = JsonBody::parse(req)?;
+    let mut rules = Validator::new();
+    let email = rules.field("email", Email::parse(body.str("email")));
+    let password = rules.field("password", GivenPassword::parse(body.str("password")));
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(rules.into_error());
+    };
+
+    let key = session::key()?;
+    let conn = db::open()?;
+    let user = db::find_user(&conn, &email)?;
+    // Unknown email and wrong password look alike, in the answer and in its timing.
+    let user = match user {
+        Some(user) if password::verify(password.as_str(), &user.password_hash) => user,
+        Some(_) => return Err(invalid_credentials()),
+        None => {
+            password::verify_nothing(password.as_str());
+            return Err(invalid_credentials());
+        }
+    };
+    signed_in(req, &key, 200, &user.id, &user.email, SystemTime::now())
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::BadRequest("Invalid credentials".to_owned())
+}
+
+/// `{id, email}` with a new session cookie.
+fn signed_in(
+    req: &Request,
+    key: &[u8],
+    status: u16,
+    id: &str,
+    email: &str,
+    now: SystemTime,
+) -> Result<Response, ApiError> {
+    let token = session::issue(id, email, key, now)?;
+    let mut response = json_response(status, &json!({ "id": id, "email": email }));
+    response.set_header(
+        "set-cookie",
+        session::set_cookie(&token, !session::is_local(req)),
+    );
+    Ok(response)
+}
+
+/// `POST /api/users/signout`: 200 `{}` and a cookie that ends the session.
+pub fn sign_out(req: Request, _params: Params) -> Response {
+    let mut response = json_response(200, &json!({}));
+    response.set_header(
+        "set-cookie",
+        session::clear_cookie(!session::is_local(&req)),
+    );
+    response
+}
+
+/// `GET /api/users/currentuser`: `{"currentUser": {id, email, iat}}`, or `null` when
+/// signed out (any token that does not verify counts as signed out).
+pub fn current_user(req: Request, _params: Params) -> Response {
+    respond(
+        session::current_user(&req).map(|user| json_response(200, &json!({ "currentUser": user }))),
+    )
+}
+
+/// Any other path or method under `/api/users/`.
 pub fn not_found(_req: Request, _params: Params) -> Response {
     ApiError::NotFound.into_response()
+}
+
+/// An opaque user id: 128 random bits, hex.
+fn new_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }

@@ -28,6 +28,8 @@ pub enum ApiError {
     NotAuthorized,
     /// 404: unknown route, unknown or malformed id.
     NotFound,
+    /// 413: a body over 64 KiB.
+    PayloadTooLarge,
     /// 500: storage down or a bug. The detail goes to the log, never to the client.
     Internal(anyhow::Error),
 }
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::BadRequest(_) => 400,
             ApiError::NotAuthorized => 401,
             ApiError::NotFound => 404,
+            ApiError::PayloadTooLarge => 413,
             ApiError::Internal(_) => 500,
         }
     }
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::BadRequest(text) => vec![message(text)],
             ApiError::NotAuthorized => vec![message("Not authorized")],
             ApiError::NotFound => vec![message("Not Found")],
+            ApiError::PayloadTooLarge => vec![message("Request body is too large")],
             ApiError::Internal(_) => vec![message("Something went wrong")],
         };
         ErrorBody { errors }
@@ -68,6 +72,12 @@ impl ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         ApiError::Internal(err)
+    }
+}
+
+impl From<spin_sdk::sqlite::Error> for ApiError {
+    fn from(err: spin_sdk::sqlite::Error) -> Self {
+        ApiError::Internal(anyhow::anyhow!("sqlite: {err:?}"))
     }
 }
 
@@ -108,6 +118,7 @@ mod tests {
             ),
             (ApiError::NotAuthorized, 401, "Not authorized"),
             (ApiError::NotFound, 404, "Not Found"),
+            (ApiError::PayloadTooLarge, 413, "Request body is too large"),
         ];
         for (err, status, message) in cases {
             assert_eq!(err.status(), status);

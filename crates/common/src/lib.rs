@@ -1,14 +1,22 @@
-//! The HTTP layer every service shares: API.md's error format and JSON responses.
+//! The HTTP layer every service shares: reading requests (bounded), API.md's error
+//! format, JSON bodies, validation, sessions, and each service's SQLite schema.
 //!
 //! Handlers return `Result<Response, ApiError>`; `respond` turns either side into the
 //! response the API promises, so no internal error text can reach a client.
 
+mod body;
+pub mod db;
 mod error;
+mod http;
+pub mod session;
+mod validation;
 
+pub use body::JsonBody;
 pub use error::{ApiError, ErrorBody, ErrorEntry};
-
+pub use http::{MAX_BODY_BYTES, check_body_size, serve};
 use serde::Serialize;
 use spin_sdk::http::Response;
+pub use validation::Validator;
 
 /// A JSON response with the given status.
 pub fn json_response(status: u16, body: &impl Serialize) -> Response {

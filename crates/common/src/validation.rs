@@ -1,0 +1,71 @@
+//! Validation that reports every failed rule at once (API.md: one entry per rule, with
+//! its field, in rule order).
+
+use crate::{ApiError, ErrorEntry};
+
+/// Collects the outcome of each field's rule; `into_error` is the one 400 for all.
+#[derive(Debug, Default)]
+pub struct Validator {
+    failed: Vec<ErrorEntry>,
+}
+
+impl Validator {
+    pub fn new() -> Validator {
+        Validator::default()
+    }
+
+    /// The parsed value, or `None` after noting the rule's message for `field`.
+    pub fn field<T>(&mut self, field: &str, parsed: Result<T, &'static str>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.failed.push(ErrorEntry {
+                    message: message.to_owned(),
+                    field: Some(field.to_owned()),
+                });
+                None
+            }
+        }
+    }
+
+    pub fn has_failed(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    /// The 400 listing every failed rule.
+    pub fn into_error(self) -> ApiError {
+        ApiError::Validation(self.failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_every_failure_in_rule_order() {
+        let mut rules = Validator::new();
+        assert_eq!(rules.field("a", Ok::<_, &str>(1)), Some(1));
+        assert_eq!(rules.field::<u8>("b", Err("B is wrong")), None);
+        assert_eq!(rules.field::<u8>("c", Err("C is wrong")), None);
+        assert!(rules.has_failed());
+        let ApiError::Validation(entries) = rules.into_error() else {
+            panic!("a validation error")
+        };
+        let fields: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.field.as_deref(), entry.message.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [(Some("b"), "B is wrong"), (Some("c"), "C is wrong")]
+        );
+    }
+
+    #[test]
+    fn passes_when_every_rule_holds() {
+        let mut rules = Validator::new();
+        rules.field("a", Ok::<_, &str>(()));
+        assert!(!rules.has_failed());
+    }
+}

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use harness::{App, Redis};
+use harness::{App, Redis, Runtime};
 
 use crate::load::{Load, Summary};
 
@@ -53,8 +53,19 @@ fn run(out: Option<String>) -> Result<()> {
         .with_redis(Redis::start())
         .variable("secret_word", "bench")
         .start();
+    // Real Spin on the same routes, for context, when it is installed.
+    let on_spin = Runtime::spin().map(|spin| {
+        eprintln!("Spin found: its rows are measured too");
+        let app = harness::spawn_app_on(spin.clone());
+        let probe = App::builder(harness::workspace_root().join("host/probe/spin.toml"))
+            .runtime(spin)
+            .with_redis(Redis::start())
+            .variable("secret_word", "bench")
+            .start();
+        (app, probe)
+    });
     let mut bare = BareServer::start()?;
-    let targets = [
+    let mut targets = vec![
         Target {
             name: "bare hyper: GET /",
             url: format!("{}/", bare.url),
@@ -68,6 +79,16 @@ fn run(out: Option<String>) -> Result<()> {
             url: format!("{}/api/users/currentuser", app.base_url()),
         },
     ];
+    if let Some((app, probe)) = &on_spin {
+        targets.push(Target {
+            name: "Spin 3.6, trivial route: GET /hello",
+            url: format!("{}/hello", probe.base_url()),
+        });
+        targets.push(Target {
+            name: "Spin 3.6, auth: GET /api/users/currentuser",
+            url: format!("{}/api/users/currentuser", app.base_url()),
+        });
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,6 +194,18 @@ fn report(
         instances.percentile(50.0),
         instances.percentile(99.0),
     );
+    if let Some(spin) = throughput.get(3) {
+        let _ = writeln!(
+            text,
+            "\nReal Spin 3.6 on the same machine, same components, same load: the host serves \
+             the trivial route at {:.1}× Spin's requests/s, and `currentuser` at {:.1}×.",
+            throughput[1].requests_per_second() / spin.requests_per_second(),
+            throughput[2].requests_per_second()
+                / throughput
+                    .get(4)
+                    .map_or(f64::NAN, Summary::requests_per_second),
+        );
+    }
     text
 }
 

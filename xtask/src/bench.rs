@@ -24,7 +24,7 @@ pub fn run(project: &Project) -> Result<()> {
         ])
         .run()?;
 
-    step("Benchmarking (about a minute)");
+    step("Benchmarking (a minute or two)");
     let release = project.target_dir().join("release");
     let out = project.root.join("docs").join("benchmarks.md");
     project

@@ -100,10 +100,13 @@ impl Summary {
     }
 
     pub fn percentile(&self, percent: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((percent / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
-        self.latencies[rank.min(self.latencies.len() - 1)]
+        percentile(&self.latencies, percent).unwrap_or(Duration::ZERO)
     }
+}
+
+/// The nearest-rank percentile of sorted values; `None` when there are none.
+pub fn percentile<T: Copy>(sorted: &[T], percent: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    let rank = ((percent / 100.0) * last as f64).round() as usize;
+    Some(sorted[rank.min(last)])
 }

@@ -133,13 +133,7 @@ impl Instances {
     }
 
     fn percentile(&self, percent: f64) -> String {
-        match self.0.len() {
-            0 => "n/a".to_owned(),
-            n => {
-                let rank = ((percent / 100.0) * (n - 1) as f64).round() as usize;
-                format!("{} µs", self.0[rank.min(n - 1)])
-            }
-        }
+        load::percentile(&self.0, percent).map_or_else(|| "n/a".to_owned(), |n| format!("{n} µs"))
     }
 }
 

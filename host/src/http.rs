@@ -3,8 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -120,7 +119,7 @@ async fn handle(
     if let Ok(uri) = format!("http://{host}{path_and_query}").parse() {
         *request.uri_mut() = uri;
     }
-    let instantiation = Arc::new(AtomicU64::new(0));
+    let instantiation = Arc::new(OnceLock::new());
     let response = match run(component, request, instantiation.clone()).await {
         Ok(response) => response,
         Err(err) => {
@@ -128,17 +127,13 @@ async fn handle(
             plain(StatusCode::INTERNAL_SERVER_ERROR, "")
         }
     };
-    let instantiation = match instantiation.load(Ordering::Relaxed) {
-        0 => None,
-        nanos => Some(Duration::from_nanos(nanos)),
-    };
     log_request(
         Some(&component.runtime.id),
         &method,
         &path_and_query,
         response.status(),
         started,
-        instantiation,
+        instantiation.get().copied(),
     );
     response
 }
@@ -178,12 +173,12 @@ fn add_spin_headers(headers: &mut hyper::HeaderMap, spin: &SpinHeaders<'_>) {
 /// Runs the component's `wasi:http/incoming-handler` on a fresh instance. The
 /// response head comes back as soon as the guest sets it; the body streams after.
 ///
-/// `instantiation` receives the nanoseconds spent making the `Store` (with its WASI
-/// context) and instantiating, without the time the task waited to be scheduled.
+/// `instantiation` receives the time spent making the `Store` (with its WASI context)
+/// and instantiating, without the time the task waited to be scheduled.
 async fn run(
     component: &HttpComponent,
     request: Request<Incoming>,
-    instantiation: Arc<AtomicU64>,
+    instantiation: Arc<OnceLock<Duration>>,
 ) -> anyhow::Result<Response<HyperOutgoingBody>> {
     let making = Instant::now();
     let mut store = Store::new(component.pre.engine(), component.runtime.new_state()?);
@@ -198,9 +193,7 @@ async fn run(
     let task = tokio::spawn(async move {
         let instantiating = Instant::now();
         let proxy = pre.instantiate_async(&mut store).await?;
-        let took = store_made + instantiating.elapsed();
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        instantiation.store(nanos.max(1), Ordering::Relaxed);
+        let _ = instantiation.set(store_made + instantiating.elapsed());
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut store, request, outparam)

@@ -14,21 +14,30 @@ pub fn sign_up(req: Request, _params: Params) -> Response {
     respond(try_sign_up(&req))
 }
 
-fn try_sign_up(req: &Request) -> Result<Response, ApiError> {
+/// `{email, password}` from the body, each checked by its rule (both failures reported).
+fn credentials<P>(
+    req: &Request,
+    password_rule: fn(Option<&str>) -> Result<P, &'static str>,
+) -> Result<(Email, P), ApiError> {
     let body = JsonBody::parse(req)?;
     let mut rules = Validator::new();
     let email = rules.field("email", Email::parse(body.str("email")));
-    let password = rules.field("password", NewPassword::parse(body.str("password")));
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(rules.into_error());
-    };
+    let password = rules.field("password", password_rule(body.str("password")));
+    match (email, password) {
+        (Some(email), Some(password)) => Ok((email, password)),
+        _ => Err(rules.into_error()),
+    }
+}
+
+fn try_sign_up(req: &Request) -> Result<Response, ApiError> {
+    let (email, password) = credentials(req, NewPassword::parse)?;
 
     // Read before anything is stored: a missing key must not leave an account behind.
     let key = session::key()?;
     let conn = db::open()?;
     let email_in_use = || ApiError::BadRequest("Email in use".to_owned());
     // Spares the slow hash for a known email; the insert below still decides races.
-    if db::email_is_taken(&conn, &email)? {
+    if db::find_user(&conn, &email)?.is_some() {
         return Err(email_in_use());
     }
     let hash = password::hash(password.as_str())?;
@@ -49,13 +58,7 @@ pub fn sign_in(req: Request, _params: Params) -> Response {
 }
 
 fn try_sign_in(req: &Request) -> Result<Response, ApiError> {
-    let body = JsonBody::parse(req)?;
-    let mut rules = Validator::new();
-    let email = rules.field("email", Email::parse(body.str("email")));
-    let password = rules.field("password", GivenPassword::parse(body.str("password")));
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(rules.into_error());
-    };
+    let (email, password) = credentials(req, GivenPassword::parse)?;
 
     let key = session::key()?;
     let conn = db::open()?;

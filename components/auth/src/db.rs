@@ -31,14 +31,6 @@ pub struct StoredUser {
     pub password_hash: String,
 }
 
-pub fn email_is_taken(conn: &Connection, email: &Email) -> Result<bool, ApiError> {
-    let result = conn.execute(
-        "SELECT 1 FROM users WHERE email_key = ?",
-        &[Value::Text(email.key())],
-    )?;
-    Ok(!result.rows.is_empty())
-}
-
 /// Inserts the user unless the email is taken (then `false`): the unique index decides,
 /// so of two concurrent sign-ups with one email exactly one succeeds.
 pub fn insert_user(

@@ -43,8 +43,8 @@ async fn read(incoming: IncomingRequest) -> Result<Request, ApiError> {
         .first()
         .and_then(|value| std::str::from_utf8(value).ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge);
+    if let Some(length) = declared {
+        check_body_size(usize::try_from(length).unwrap_or(usize::MAX))?;
     }
     let mut request = Request::builder();
     request
@@ -65,7 +65,7 @@ async fn read(incoming: IncomingRequest) -> Result<Request, ApiError> {
 }
 
 /// 413 once a body grows past [`MAX_BODY_BYTES`].
-pub fn check_body_size(bytes: usize) -> Result<(), ApiError> {
+fn check_body_size(bytes: usize) -> Result<(), ApiError> {
     if bytes > MAX_BODY_BYTES {
         Err(ApiError::PayloadTooLarge)
     } else {

@@ -13,7 +13,7 @@ mod validation;
 
 pub use body::JsonBody;
 pub use error::{ApiError, ErrorBody, ErrorEntry};
-pub use http::{MAX_BODY_BYTES, check_body_size, serve};
+pub use http::{MAX_BODY_BYTES, serve};
 use serde::Serialize;
 use spin_sdk::http::Response;
 pub use validation::Validator;

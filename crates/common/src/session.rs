@@ -82,19 +82,17 @@ pub fn cookie_value(cookie_header: &str) -> Option<&str> {
 
 /// `Set-Cookie` for a new session. `Secure` unless the app is served on a loopback host.
 pub fn set_cookie(token: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        LIFETIME.as_secs()
-    )
+    cookie(token, &format!("Max-Age={}", LIFETIME.as_secs()), secure)
 }
 
 /// `Set-Cookie` that ends the session: empty, expired in 1970.
 pub fn clear_cookie(secure: bool) -> String {
+    cookie("", "Expires=Thu, 01 Jan 1970 00:00:00 GMT", secure)
+}
+
+fn cookie(value: &str, lifetime: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Expires=Thu, 01 Jan 1970 00:00:00 GMT{secure}"
-    )
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; {lifetime}{secure}")
 }
 
 /// Whether the request reached the app under a loopback name (local development), where

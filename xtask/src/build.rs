@@ -17,10 +17,17 @@ pub struct Built {
 /// The app's manifest, and the host's test app (its behaviour tests run it).
 pub const APP: &str = "spin.toml";
 pub const PROBE: &str = "host/probe/spin.toml";
+/// The event bus's test app (its behaviour tests run it).
+pub const BUS_PROBE: &str = "crates/events/probe/spin.toml";
 
-/// `cargo xtask build`: the app's components.
-pub fn run(project: &Project) -> Result<Vec<Built>> {
-    build_apps(project, &[APP])
+/// `cargo xtask build [MANIFEST…]`: the app's components, or those of the manifests
+/// given (e.g. a test app's).
+pub fn run(project: &Project, manifests: &[String]) -> Result<Vec<Built>> {
+    if manifests.is_empty() {
+        return build_apps(project, &[APP]);
+    }
+    let manifests: Vec<&str> = manifests.iter().map(String::as_str).collect();
+    build_apps(project, &manifests)
 }
 
 /// Builds the components of these manifests (paths relative to the root) in one cargo

@@ -4,6 +4,7 @@
 
 mod bench;
 mod build;
+mod codegen;
 mod manifest;
 mod redis;
 mod setup;
@@ -25,7 +26,9 @@ cargo xtask <command>
 
   setup       install what is missing (redis-server; Debian's wasm toolchain when
               rustup has no wasm32-wasip1 target); a second run is a no-op
-  build       build every component in spin.toml for wasm32-wasip1 (release)
+  codegen     regenerate crates/events/src/contracts.rs from wit/events.wit
+  build       build every component in spin.toml for wasm32-wasip1 (release);
+              `build <manifest>…` builds those manifests' components instead
   test        THE test command: setup, fmt, clippy, unit tests, build, world checks
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
@@ -53,7 +56,8 @@ fn run(args: &[String]) -> Result<()> {
     let project = Project::open()?;
     match command {
         Some("setup") => setup::run(&project),
-        Some("build") => build::run(&project).map(drop),
+        Some("codegen") => codegen::run(&project),
+        Some("build") => build::run(&project, &args[1..]).map(drop),
         Some("test") => test::run(&project),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),

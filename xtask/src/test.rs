@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::{Result, bail};
 
 use crate::up::spin_on_path;
-use crate::{Project, build, manifest, setup, step, wit};
+use crate::{Project, build, codegen, manifest, setup, step, wit};
 
 /// A component that imports outbound HTTP and key-value; the `auth` world grants neither.
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
@@ -17,6 +17,9 @@ pub fn run(project: &Project) -> Result<()> {
     step("Formatting: cargo fmt --check");
     cargo().args(["fmt", "--all", "--check"]).run()?;
 
+    step("Generated code: crates/events/src/contracts.rs matches wit/events.wit");
+    codegen::check(project)?;
+
     step("Lints: clippy with warnings denied");
     cargo()
         .args(["clippy", "--workspace", "--all-targets", "--locked"])
@@ -24,7 +27,7 @@ pub fn run(project: &Project) -> Result<()> {
         .run()?;
 
     // The black-box tests run the built components: build them first.
-    let built = build::build_apps(project, &[build::APP, build::PROBE])?;
+    let built = build::build_apps(project, &[build::APP, build::PROBE, build::BUS_PROBE])?;
 
     step("Checking each component against its world in wit/");
     let app = manifest::load(&project.root.join(build::APP))?;

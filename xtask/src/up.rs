@@ -45,7 +45,7 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
         None => step("Runtime: the project's host (no Spin >= 3.6 on PATH)"),
     }
 
-    build::run(project)?;
+    build::run(project, &[])?;
     if spin.is_none() {
         step(&format!("Building the host ({})", profile.dir()));
         let mut cargo = project.toolchain.cargo(&project.sh);

@@ -41,7 +41,7 @@ fn try_sign_up(req: &Request) -> Result<Response, ApiError> {
         return Err(email_in_use());
     }
     let hash = password::hash(password.as_str())?;
-    let id = new_id()?;
+    let id = common::new_id()?;
     let now = SystemTime::now();
     let created_at = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
@@ -118,11 +118,4 @@ pub fn current_user(req: Request, _params: Params) -> Response {
 /// Any other path or method under `/api/users/`.
 pub fn not_found(_req: Request, _params: Params) -> Response {
     ApiError::NotFound.into_response()
-}
-
-/// An opaque user id: 128 random bits, hex.
-fn new_id() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }

@@ -69,6 +69,24 @@ impl ApiError {
     }
 }
 
+/// For logs: the detail of an internal error, the messages of the others.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Internal(detail) => write!(f, "{detail:#}"),
+            other => {
+                let messages: Vec<String> = other
+                    .body()
+                    .errors
+                    .into_iter()
+                    .map(|entry| entry.message)
+                    .collect();
+                write!(f, "{} {}", other.status(), messages.join("; "))
+            }
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         ApiError::Internal(err)

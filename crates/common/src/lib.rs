@@ -32,6 +32,13 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response {
     }
 }
 
+/// A new opaque id: 128 random bits, hex-encoded (resource ids, event ids).
+pub fn new_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 /// The response for a handler's result: the success as it is, an error in API.md's format.
 pub fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)

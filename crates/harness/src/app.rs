@@ -69,6 +69,31 @@ impl AppBuilder {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let runtime_config =
             write_runtime_config(&self.manifest, dir.path(), &self.runtime_config_extra);
+        let launch = Launch {
+            runtime: self.runtime,
+            manifest: self.manifest,
+            variables: self.variables,
+            runtime_config,
+            sqlite_dir: dir.path().to_path_buf(),
+        };
+        launch.start(dir, self.redis)
+    }
+}
+
+/// How an app process is started: kept, so that replicas start the same way.
+#[derive(Clone)]
+struct Launch {
+    runtime: Runtime,
+    manifest: PathBuf,
+    variables: BTreeMap<String, String>,
+    runtime_config: PathBuf,
+    /// Where the runtime config puts the SQLite files.
+    sqlite_dir: PathBuf,
+}
+
+impl Launch {
+    /// Starts one process; its state directory goes into `dir`.
+    fn start(self, dir: TempDir, redis: Option<Redis>) -> Result<App, StartError> {
         let state_dir = dir.path().join("state");
         let mut command = match &self.runtime {
             Runtime::Host => {
@@ -92,7 +117,7 @@ impl AppBuilder {
             .arg("--from")
             .arg(&self.manifest)
             .arg("--runtime-config-file")
-            .arg(&runtime_config)
+            .arg(&self.runtime_config)
             .arg("--state-dir")
             .arg(&state_dir)
             .current_dir(dir.path())
@@ -150,13 +175,14 @@ impl AppBuilder {
             || std::net::TcpStream::connect(&address).ok(),
         );
         Ok(App {
-            runtime: self.runtime,
+            runtime: self.runtime.clone(),
             client: Client::new(&base_url),
             child,
             stopped: false,
             logs,
-            redis: self.redis,
-            dir,
+            redis,
+            launch: self,
+            _dir: dir,
         })
     }
 }
@@ -193,7 +219,10 @@ pub struct App {
     stopped: bool,
     logs: Logs,
     redis: Option<Redis>,
-    dir: TempDir,
+    launch: Launch,
+    /// The state directory (and, unless this is a replica, the SQLite files), deleted
+    /// when the app is dropped.
+    _dir: TempDir,
 }
 
 impl App {
@@ -223,7 +252,18 @@ impl App {
 
     /// The file of the app's SQLite database `name` (not `default`).
     pub fn sqlite_path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.db"))
+        self.launch.sqlite_dir.join(format!("{name}.db"))
+    }
+
+    /// Another process of the same app, as a second replica on a cluster would be: same
+    /// manifest, runtime, variables, Redis and SQLite files, its own port and state
+    /// directory. It must be dropped before `self` (which owns the files).
+    pub fn start_replica(&self) -> App {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        match self.launch.clone().start(dir, None) {
+            Ok(app) => app,
+            Err(err) => panic!("{err}"),
+        }
     }
 
     /// Every line the app printed so far (stdout and stderr).
@@ -357,8 +397,11 @@ fn write_runtime_config(manifest: &Path, dir: &Path, extra: &str) -> PathBuf {
     }
     let mut config = String::new();
     for name in databases.iter().filter(|name| *name != "default") {
+        // Absolute: Spin resolves a relative path against its working directory, which
+        // differs between an app and its replicas.
+        let path = toml::Value::String(dir.join(format!("{name}.db")).display().to_string());
         config.push_str(&format!(
-            "[sqlite_database.{name}]\ntype = \"spin\"\npath = \"{name}.db\"\n\n"
+            "[sqlite_database.{name}]\ntype = \"spin\"\npath = {path}\n\n"
         ));
     }
     config.push_str(extra);

@@ -50,6 +50,25 @@ impl Redis {
             .expect("the test's redis-server accepts connections")
     }
 
+    /// Waits until `channel` has at least `count` subscribers: an app's Redis trigger
+    /// subscribes after the app starts serving HTTP (on Spin, shortly after), and a
+    /// message published before then reaches nobody.
+    pub fn wait_for_subscribers(&self, channel: &str, count: i64) {
+        let mut connection = self.connection();
+        eventually(
+            &format!("{count} subscribers on `{channel}`"),
+            Duration::from_secs(20),
+            || {
+                let reply: (String, i64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query(&mut connection)
+                    .ok()?;
+                (reply.1 >= count).then_some(())
+            },
+        );
+    }
+
     /// Stops the server (Redis "goes away").
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

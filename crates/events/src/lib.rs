@@ -1,0 +1,277 @@
+//! events: the event bus every service uses (DESIGN.md, "Events"; ARCHITECTURE.md,
+//! "The event bus" says how to publish and how to listen).
+//!
+//! - [`contracts`]: one Rust type per event, generated from `wit/events.wit`.
+//! - Publish: [`Bus::transaction`] gives a [`Tx`]; [`Tx::publish`] writes the event to
+//!   the service's `outbox` in that transaction, and after `COMMIT` it is relayed to the
+//!   stream `events:<subject>` and rung on the channel `<subject>`.
+//! - Consume: a [`Listener`] holds one handler per subject. The Redis trigger calls
+//!   [`Listener::on_doorbell`]; every HTTP invocation calls [`Listener::catch_up`].
+//!   Each stream entry is applied in one transaction with its `inbox` row, then acked.
+
+mod consumer;
+mod contracts;
+mod outbox;
+mod redis;
+mod reply;
+mod settings;
+
+use std::cell::RefCell;
+use std::ops::Deref;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::ApiError;
+use common::db::Migrations;
+use spin_sdk::sqlite::Connection;
+
+pub use consumer::{Listener, Received};
+pub use contracts::*;
+pub use settings::{DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVERIES};
+
+/// The bus's tables, the first schema version of every service that uses the bus:
+/// `MIGRATIONS = &[events::TABLES, &[/* the service's own tables */]]`.
+pub const TABLES: &[&str] = &[
+    // Events written with the state change that caused them; `relayed_ms` is set once
+    // the event is on its stream. The newest relayed rows are kept for inspection.
+    "CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        relayed_ms INTEGER
+    ) STRICT",
+    "CREATE INDEX outbox_unrelayed ON outbox (seq) WHERE relayed_ms IS NULL",
+    // One row per event applied: a second delivery of the same id is skipped.
+    "CREATE TABLE inbox (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        applied_ms INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID",
+];
+
+/// The data of one subject: the generated record of each case of `event`.
+pub trait EventData: Sized {
+    /// The Redis channel (and, prefixed with `events:`, the stream) it travels on.
+    const SUBJECT: &'static str;
+    fn into_event(self) -> Event;
+    fn from_event(event: Event) -> Option<Self>;
+}
+
+/// The stream of a subject.
+pub fn stream(subject: &str) -> String {
+    format!("events:{subject}")
+}
+
+/// Where entries go that could not be applied (with the error, the stream and the group).
+pub const DEAD_LETTERS: &str = "events:dead";
+
+/// One service on the bus.
+#[derive(Debug, Clone, Copy)]
+pub struct Bus {
+    /// The service: the events' `source` and its consumer group on every stream.
+    pub service: &'static str,
+    /// Its SQLite database (granted in spin.toml): the outbox and the inbox live there.
+    pub database: &'static str,
+    /// Its schema, starting with [`TABLES`].
+    pub migrations: Migrations,
+}
+
+impl Bus {
+    /// Opens the service's database at its latest schema.
+    pub fn open(&self) -> Result<Connection, ApiError> {
+        common::db::open(self.database, self.migrations)
+    }
+
+    /// Runs `change` in one transaction (`BEGIN IMMEDIATE` … `COMMIT`, as
+    /// `common::db::transaction`); the events it publishes are written in it, and relayed
+    /// after the commit. A change that fails publishes nothing.
+    pub fn transaction<T>(
+        &self,
+        conn: &Connection,
+        change: impl FnOnce(&Tx) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let (value, published) = common::db::transaction(conn, |conn| {
+            let tx = Tx {
+                conn,
+                bus: self,
+                published: RefCell::new(Vec::new()),
+            };
+            let value = change(&tx)?;
+            Ok((value, tx.published.into_inner()))
+        })?;
+        if !published.is_empty() {
+            outbox::relay(self, conn, &published);
+        }
+        Ok(value)
+    }
+
+    /// The service's listener, without handlers yet.
+    pub fn listener(&self) -> Listener {
+        Listener::new(*self)
+    }
+}
+
+/// A transaction of the service's database that can publish events.
+pub struct Tx<'a> {
+    conn: &'a Connection,
+    bus: &'a Bus,
+    /// Ids of the events written in this transaction, relayed after it commits.
+    published: RefCell<Vec<String>>,
+}
+
+impl Tx<'_> {
+    /// Writes `data` to the outbox as a new event from this service; it goes out only
+    /// if the transaction commits.
+    pub fn publish(&self, data: impl EventData) -> Result<(), ApiError> {
+        let envelope = Envelope {
+            id: common::new_id()?,
+            occurred_at: timestamp(now_ms()),
+            source: self.bus.service.to_owned(),
+            event: data.into_event(),
+        };
+        outbox::write(self.conn, &envelope)?;
+        self.published.borrow_mut().push(envelope.id);
+        Ok(())
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `2026-11-23T10:15:00.000Z` for a time in milliseconds since the epoch.
+pub fn timestamp(ms: i64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn envelope(event: Event) -> Envelope {
+        Envelope {
+            id: "e1".into(),
+            occurred_at: "2026-11-23T10:15:00.000Z".into(),
+            source: "tickets".into(),
+            event,
+        }
+    }
+
+    #[test]
+    fn the_envelope_is_flat_with_subject_and_data() {
+        let event = envelope(Event::TicketCreated(TicketCreated {
+            id: "t1".into(),
+            version: 0,
+            title: "concert".into(),
+            price: 20.5,
+            user_id: "u1".into(),
+        }));
+        let json: Value = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            json!({
+                "id": "e1",
+                "occurredAt": "2026-11-23T10:15:00.000Z",
+                "source": "tickets",
+                "subject": "ticket:created",
+                "data": {"id": "t1", "version": 0, "title": "concert", "price": 20.5, "userId": "u1"}
+            })
+        );
+        let back: Envelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn an_absent_order_id_is_omitted_and_may_be_missing() {
+        let updated = TicketUpdated {
+            id: "t1".into(),
+            version: 1,
+            title: "concert".into(),
+            price: 20.0,
+            user_id: "u1".into(),
+            order_id: None,
+        };
+        let json = serde_json::to_value(&updated).unwrap();
+        assert!(json.get("orderId").is_none(), "{json}");
+        let with_order = TicketUpdated {
+            order_id: Some("o1".into()),
+            ..updated.clone()
+        };
+        assert_eq!(serde_json::to_value(&with_order).unwrap()["orderId"], "o1");
+        let back: TicketUpdated = serde_json::from_value(json).unwrap();
+        assert_eq!(back, updated);
+    }
+
+    #[test]
+    fn order_events_spell_fields_and_statuses_as_api_md() {
+        let created = envelope(Event::OrderCreated(OrderCreated {
+            id: "o1".into(),
+            version: 0,
+            status: OrderStatus::AwaitingPayment,
+            user_id: "u1".into(),
+            expires_at: "2026-11-23T10:30:00.000Z".into(),
+            ticket: OrderedTicket {
+                id: "t1".into(),
+                price: 10.0,
+            },
+        }));
+        let json = serde_json::to_value(&created).unwrap();
+        assert_eq!(json["subject"], "order:created");
+        assert_eq!(json["data"]["status"], "awaiting:payment");
+        assert_eq!(json["data"]["expiresAt"], "2026-11-23T10:30:00.000Z");
+        assert_eq!(json["data"]["ticket"], json!({"id": "t1", "price": 10.0}));
+        let expired =
+            serde_json::to_value(envelope(Event::ExpirationComplete(ExpirationComplete {
+                order_id: "o1".into(),
+            })))
+            .unwrap();
+        assert_eq!(expired["subject"], "expiration:complete");
+        assert_eq!(expired["data"], json!({"orderId": "o1"}));
+    }
+
+    #[test]
+    fn each_subject_is_named_once() {
+        assert_eq!(SUBJECTS.len(), 6);
+        assert_eq!(OrderCancelled::SUBJECT, "order:cancelled");
+        let event = PaymentCreated {
+            id: "p1".into(),
+            order_id: "o1".into(),
+            stripe_id: "ch_1".into(),
+        }
+        .into_event();
+        assert_eq!(event.subject(), "payment:created");
+        assert!(PaymentCreated::from_event(event.clone()).is_some());
+        assert!(TicketCreated::from_event(event).is_none());
+        assert_eq!(stream(TicketUpdated::SUBJECT), "events:ticket:updated");
+    }
+
+    #[test]
+    fn envelopes_of_unknown_subjects_or_wrong_data_do_not_parse() {
+        let unknown = json!({"id": "e", "occurredAt": "t", "source": "s", "subject": "ticket:deleted", "data": {}});
+        assert!(serde_json::from_value::<Envelope>(unknown).is_err());
+        let wrong = json!({"id": "e", "occurredAt": "t", "source": "s", "subject": "ticket:created", "data": {"id": 1}});
+        assert!(serde_json::from_value::<Envelope>(wrong).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_iso_8601_utc_with_milliseconds() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_795_428_900_123), "2026-11-23T10:15:00.123Z");
+    }
+}

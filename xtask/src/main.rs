@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod codegen;
+mod events;
 mod manifest;
 mod redis;
 mod setup;
@@ -33,6 +34,7 @@ cargo xtask <command>
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
   bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
+  events      a live tail of the event bus (`--all`: from the start; `--once`: no follow)
   vendor-wit  refresh wit/deps/ from the spin-sdk crate's WIT (unchanged copies)
 ";
 
@@ -61,6 +63,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("test") => test::run(&project),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
+        Some("events") => events::run(&project, &args[1..]),
         Some("vendor-wit") => wit::vendor(&project),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),

@@ -37,6 +37,19 @@ impl HostProfile {
     }
 }
 
+/// The app's `redis_url`: `SPIN_VARIABLE_REDIS_URL`, else its default in spin.toml.
+pub fn app_redis_url(project: &Project) -> Result<String> {
+    if let Ok(url) = std::env::var("SPIN_VARIABLE_REDIS_URL") {
+        return Ok(url);
+    }
+    let app = manifest::load(&project.root.join(build::APP))?;
+    Ok(app
+        .variable_defaults
+        .get("redis_url")
+        .cloned()
+        .unwrap_or_default())
+}
+
 pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
     setup::run(project)?;
     let spin = spin_on_path(project);
@@ -55,15 +68,7 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
         }
         cargo.run()?;
     }
-    let app = manifest::load(&project.root.join(build::APP))?;
-    let redis_url = std::env::var("SPIN_VARIABLE_REDIS_URL")
-        .ok()
-        .unwrap_or_else(|| {
-            app.variable_defaults
-                .get("redis_url")
-                .cloned()
-                .unwrap_or_default()
-        });
+    let redis_url = app_redis_url(project)?;
     let _redis = redis::ensure(project, &redis_url)?;
     let jwt_key = dev_jwt_key(&project.root)?;
 

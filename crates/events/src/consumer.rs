@@ -29,6 +29,8 @@ use crate::{Bus, DEAD_LETTERS, Envelope, EventData, Tx, now_ms, outbox, stream};
 
 /// Entries read per command.
 const BATCH: usize = 32;
+/// Pending entries listed at most when looking up the delivery counts of a batch.
+const PENDING_RANGE: usize = 1_000;
 /// How long a lease lasts unless renewed (after every batch): the longest a stream
 /// waits when its drainer dies.
 const LEASE_MS: u64 = 15_000;
@@ -317,6 +319,7 @@ impl<'a> Session<'a> {
         let (Some(first), Some(last)) = (claimed.entries.first(), claimed.entries.last()) else {
             return Ok(());
         };
+        // The range may also hold entries pending for less than the ack wait.
         let reply = self.redis.run(
             "XPENDING",
             &[
@@ -324,7 +327,7 @@ impl<'a> Session<'a> {
                 self.group(),
                 &first.id,
                 &last.id,
-                &claimed.entries.len().to_string(),
+                &PENDING_RANGE.to_string(),
             ],
         )?;
         let counts = reply::delivery_counts(&reply)?;

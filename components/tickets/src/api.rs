@@ -1,0 +1,108 @@
+//! Thin HTTP handlers of the tickets service (API.md, "tickets").
+
+use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use spin_sdk::http::{Params, Request, Response};
+
+use crate::db::{self, BUS};
+use crate::domain::{Price, Ticket, Title};
+
+/// `POST /api/tickets` `{title, price}`: 201 the new ticket; publishes `ticket:created`.
+pub fn create(req: Request, _params: Params) -> Response {
+    respond(try_create(&req))
+}
+
+fn try_create(req: &Request) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let body = JsonBody::parse(req)?;
+    let (title, price) = title_and_price(&body, false)?;
+    let ticket = Ticket {
+        id: common::new_id()?,
+        title: title.into_string(),
+        price,
+        user_id: user.id,
+        version: 0,
+        order_id: None,
+    };
+    let conn = db::open()?;
+    BUS.transaction(&conn, |tx| {
+        db::insert_ticket(tx, &ticket)?;
+        tx.publish(ticket.created_event())
+    })?;
+    Ok(json_response(201, &ticket))
+}
+
+/// `GET /api/tickets`: every ticket that is not reserved.
+pub fn list(_req: Request, _params: Params) -> Response {
+    respond(
+        db::open()
+            .and_then(|conn| db::tickets_for_sale(&conn))
+            .map(|tickets| json_response(200, &tickets)),
+    )
+}
+
+/// `GET /api/tickets/:id`.
+pub fn show(_req: Request, params: Params) -> Response {
+    respond(try_show(&params))
+}
+
+fn try_show(params: &Params) -> Result<Response, ApiError> {
+    let id = params.get("id").ok_or(ApiError::NotFound)?;
+    let conn = db::open()?;
+    let ticket = db::find_ticket(&conn, id)?.ok_or(ApiError::NotFound)?;
+    Ok(json_response(200, &ticket))
+}
+
+/// `PUT /api/tickets/:id` `{title, price}`: the owner's edit of an unreserved ticket;
+/// publishes `ticket:updated`. Checked in API.md's order: signed in, exists, not
+/// reserved, owner, then the body.
+pub fn update(req: Request, params: Params) -> Response {
+    respond(try_update(&req, &params))
+}
+
+fn try_update(req: &Request, params: &Params) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let id = params.get("id").ok_or(ApiError::NotFound)?;
+    let body = JsonBody::parse(req);
+    let conn = db::open()?;
+    // One transaction from the checks to the write: a reservation (applied in its own
+    // transaction) lands either before the checks or after the edit, never between.
+    let ticket = BUS.transaction(&conn, |tx| {
+        let mut ticket = db::find_ticket(tx, id)?.ok_or(ApiError::NotFound)?;
+        if ticket.is_reserved() {
+            return Err(ApiError::BadRequest(
+                "Cannot edit a reserved ticket".to_owned(),
+            ));
+        }
+        if ticket.user_id != user.id {
+            return Err(ApiError::NotAuthorized);
+        }
+        let body = body?;
+        let (title, price) = title_and_price(&body, true)?;
+        ticket.title = title.into_string();
+        ticket.price = price;
+        ticket.version += 1;
+        db::update_ticket(tx, &ticket)?;
+        tx.publish(ticket.updated_event())?;
+        Ok(ticket)
+    })?;
+    Ok(json_response(200, &ticket))
+}
+
+/// `{title, price}`, each checked by its rule (both failures reported).
+fn title_and_price(body: &JsonBody, on_update: bool) -> Result<(Title, Price), ApiError> {
+    let mut rules = Validator::new();
+    let title = rules.field("title", Title::parse(body.str("title")));
+    let price = rules.field(
+        "price",
+        Price::parse(body.value("price")).map_err(|err| err.message(on_update)),
+    );
+    match (title, price) {
+        (Some(title), Some(price)) => Ok((title, price)),
+        _ => Err(rules.into_error()),
+    }
+}
+
+/// Any other path or method under `/api/tickets`.
+pub fn not_found(_req: Request, _params: Params) -> Response {
+    ApiError::NotFound.into_response()
+}

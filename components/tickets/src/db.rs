@@ -1,0 +1,165 @@
+//! Every SQL statement of tickets, and its schema.
+
+use ::events::Bus;
+use common::ApiError;
+use common::db::Migrations;
+use spin_sdk::sqlite::{Connection, Row, Value};
+
+use crate::domain::{Price, Ticket};
+
+pub const DATABASE: &str = "tickets";
+
+pub const MIGRATIONS: Migrations = &[
+    // 1: the bus's outbox and inbox.
+    ::events::TABLES,
+    // 2: tickets, and the orders tickets has heard of (for events that arrive out of
+    // order: a cancellation applied before its creation must win).
+    &[
+        "CREATE TABLE tickets (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            price_cents INTEGER NOT NULL CHECK (price_cents > 0),
+            user_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            order_id TEXT
+        ) STRICT",
+        // The list of tickets for sale, in the order they were listed, without a scan
+        // of the reserved ones.
+        "CREATE INDEX tickets_for_sale ON tickets (seq) WHERE order_id IS NULL",
+        "CREATE TABLE orders_seen (
+            order_id TEXT PRIMARY KEY,
+            ticket_id TEXT NOT NULL,
+            is_cancelled INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID",
+    ],
+];
+
+/// tickets on the event bus: its events' source, its consumer group, its database.
+pub const BUS: Bus = Bus {
+    service: "tickets",
+    database: DATABASE,
+    migrations: MIGRATIONS,
+};
+
+pub fn open() -> Result<Connection, ApiError> {
+    BUS.open()
+}
+
+const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
+
+pub fn insert_ticket(conn: &Connection, ticket: &Ticket) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id)
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &values(ticket),
+    )?;
+    Ok(())
+}
+
+pub fn find_ticket(conn: &Connection, id: &str) -> Result<Option<Ticket>, ApiError> {
+    let result = conn.execute(
+        &format!("SELECT {COLUMNS} FROM tickets WHERE id = ?"),
+        &[Value::Text(id.to_owned())],
+    )?;
+    result.rows().next().map(ticket).transpose()
+}
+
+/// Tickets not reserved, oldest listing first.
+pub fn tickets_for_sale(conn: &Connection) -> Result<Vec<Ticket>, ApiError> {
+    let result = conn.execute(
+        &format!("SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL ORDER BY seq"),
+        &[],
+    )?;
+    result.rows().map(ticket).collect()
+}
+
+/// Stores the ticket's new state, on top of the version before it: a concurrent change
+/// in between is an error, never a lost update.
+pub fn update_ticket(conn: &Connection, ticket: &Ticket) -> Result<(), ApiError> {
+    let mut params = values(ticket);
+    params.push(Value::Integer(i64::from(ticket.version) - 1));
+    let result = conn.execute(
+        "UPDATE tickets SET title = ?2, price_cents = ?3, user_id = ?4, version = ?5,
+             order_id = ?6
+         WHERE id = ?1 AND version = ?7
+         RETURNING id",
+        &params,
+    )?;
+    if result.rows.is_empty() {
+        return Err(anyhow::anyhow!(
+            "ticket {} changed under version {}",
+            ticket.id,
+            ticket.version
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether the order is known, and if so whether it was cancelled.
+pub fn order_seen(conn: &Connection, order_id: &str) -> Result<Option<bool>, ApiError> {
+    let result = conn.execute(
+        "SELECT is_cancelled FROM orders_seen WHERE order_id = ?",
+        &[Value::Text(order_id.to_owned())],
+    )?;
+    Ok(result
+        .rows()
+        .next()
+        .and_then(|row| row.get::<i64>("is_cancelled"))
+        .map(|cancelled| cancelled != 0))
+}
+
+/// Remembers an order; a cancellation is never undone.
+pub fn remember_order(
+    conn: &Connection,
+    order_id: &str,
+    ticket_id: &str,
+    is_cancelled: bool,
+) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO orders_seen (order_id, ticket_id, is_cancelled) VALUES (?, ?, ?)
+         ON CONFLICT (order_id) DO UPDATE SET is_cancelled = max(is_cancelled, excluded.is_cancelled)",
+        &[
+            Value::Text(order_id.to_owned()),
+            Value::Text(ticket_id.to_owned()),
+            Value::Integer(i64::from(is_cancelled)),
+        ],
+    )?;
+    Ok(())
+}
+
+fn values(ticket: &Ticket) -> Vec<Value> {
+    vec![
+        Value::Text(ticket.id.clone()),
+        Value::Text(ticket.title.clone()),
+        Value::Integer(ticket.price.cents()),
+        Value::Text(ticket.user_id.clone()),
+        Value::Integer(i64::from(ticket.version)),
+        ticket.order_id.clone().map_or(Value::Null, Value::Text),
+    ]
+}
+
+fn ticket(row: Row<'_>) -> Result<Ticket, ApiError> {
+    let text = |column: &str| {
+        row.get::<&str>(column)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("tickets.{column} is not text"))
+    };
+    let price = row
+        .get::<i64>("price_cents")
+        .and_then(Price::from_cents)
+        .ok_or_else(|| anyhow::anyhow!("tickets.price_cents is not a price"))?;
+    let version = row
+        .get::<i64>("version")
+        .and_then(|version| u32::try_from(version).ok())
+        .ok_or_else(|| anyhow::anyhow!("tickets.version is not a version"))?;
+    Ok(Ticket {
+        id: text("id")?,
+        title: text("title")?,
+        price,
+        user_id: text("user_id")?,
+        version,
+        order_id: row.get::<&str>("order_id").map(str::to_owned),
+    })
+}

@@ -1,0 +1,464 @@
+//! tickets through the real host (and real Spin, where installed): HTTP in, the built
+//! components (auth signs users in), SQLite and Redis behind. One test per behaviour of
+//! API.md's tickets section and of its two listeners.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::{App, Client, Redis, Reply, Runtime, eventually};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn spawn(runtime: Runtime) -> App {
+    let app = App::builder(harness::workspace_root().join("spin.toml"))
+        .runtime(runtime)
+        .with_redis(Redis::start())
+        .variable("jwt_key", "the jwt_key of these tests")
+        .start();
+    for channel in ["order:created", "order:cancelled"] {
+        app.redis().wait_for_subscribers(channel, 1);
+    }
+    app
+}
+
+/// Every test runs on the host, and on real Spin when it is installed.
+fn on_every_runtime(test: impl Fn(&App)) {
+    for runtime in Runtime::all() {
+        let app = spawn(runtime);
+        eprintln!("on {}", app.runtime.name());
+        test(&app);
+    }
+}
+
+/// A new user, signed in.
+fn signed_in(app: &App, name: &str) -> Client {
+    let client = app.new_client();
+    let reply = client.post_json(
+        "/api/users/signup",
+        &json!({"email": format!("{name}@example.com"), "password": "secret1"}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    client
+}
+
+fn create(client: &Client, title: &str, price: Value) -> Reply {
+    client.post_json("/api/tickets", &json!({"title": title, "price": price}))
+}
+
+fn created(client: &Client, title: &str, price: Value) -> Value {
+    let reply = create(client, title, price);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()
+}
+
+fn errors(reply: &Reply) -> Value {
+    reply.json()["errors"].clone()
+}
+
+fn field_error(message: &str, field: &str) -> Value {
+    json!({"message": message, "field": field})
+}
+
+/// The envelopes on a stream, oldest first.
+fn stream(app: &App, subject: &str) -> Vec<Value> {
+    let mut conn = app.redis().connection();
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(format!("events:{subject}"))
+        .arg("-")
+        .arg("+")
+        .query(&mut conn)
+        .expect("XRANGE");
+    entries
+        .into_iter()
+        .map(|(_, fields)| serde_json::from_str(&fields[1]).expect("an envelope"))
+        .collect()
+}
+
+/// Publishes an event as the orders service would: on its stream, then the doorbell.
+fn publish_as_orders(app: &App, envelope: &Value) {
+    let subject = envelope["subject"].as_str().expect("a subject");
+    let text = envelope.to_string();
+    let mut conn = app.redis().connection();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("events:{subject}"))
+        .arg("*")
+        .arg("e")
+        .arg(&text)
+        .query(&mut conn)
+        .expect("XADD");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(subject)
+        .arg(&text)
+        .query(&mut conn)
+        .expect("PUBLISH");
+}
+
+fn order_created(event_id: &str, order_id: &str, ticket: &Value) -> Value {
+    json!({
+        "id": event_id, "subject": "order:created", "occurredAt": "2026-12-03T12:00:00.000Z",
+        "source": "orders",
+        "data": {
+            "id": order_id, "version": 0, "status": "created", "userId": "buyer",
+            "expiresAt": "2026-12-03T12:15:00.000Z",
+            "ticket": {"id": ticket["id"], "price": ticket["price"]}
+        }
+    })
+}
+
+fn order_cancelled(event_id: &str, order_id: &str, ticket: &Value) -> Value {
+    json!({
+        "id": event_id, "subject": "order:cancelled", "occurredAt": "2026-12-03T12:05:00.000Z",
+        "source": "orders",
+        "data": {"id": order_id, "version": 1, "ticket": {"id": ticket["id"]}}
+    })
+}
+
+fn show(app: &App, id: &str) -> Value {
+    let reply = app.get(&format!("/api/tickets/{id}"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// Waits until the ticket is at `version`, and returns it.
+fn wait_for_version(app: &App, id: &str, version: u64) -> Value {
+    eventually(&format!("ticket {id} at version {version}"), WAIT, || {
+        let ticket = show(app, id);
+        (ticket["version"] == version).then_some(ticket)
+    })
+}
+
+/// The `ticket:updated` events of one ticket, by version.
+fn updates_of(app: &App, id: &Value) -> Vec<Value> {
+    stream(app, "ticket:updated")
+        .into_iter()
+        .filter(|envelope| envelope["data"]["id"] == *id)
+        .map(|envelope| envelope["data"].clone())
+        .collect()
+}
+
+#[test]
+fn creating_a_ticket_needs_a_session() {
+    on_every_runtime(|app| {
+        let reply = create(app, "concert", json!(20));
+        assert_eq!(reply.status, 401);
+        assert_eq!(errors(&reply), json!([{"message": "Not authorized"}]));
+        // Checked before the body: even a bad body gets 401.
+        let reply = app.post_raw("/api/tickets", "text/plain", b"nope".to_vec());
+        assert_eq!(reply.status, 401);
+    });
+}
+
+#[test]
+fn a_created_ticket_is_returned_and_published_as_ticket_created() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let ticket = created(&seller, "concert", json!(20));
+        let user_id = seller.get("/api/users/currentuser").json()["currentUser"]["id"].clone();
+        assert_eq!(ticket["title"], "concert");
+        assert_eq!(ticket["price"], json!(20));
+        assert_eq!(ticket["userId"], user_id);
+        assert_eq!(ticket["version"], 0);
+        assert!(ticket.get("orderId").is_none(), "{ticket}");
+        assert_eq!(
+            ticket.as_object().unwrap().len(),
+            5,
+            "exactly the keys of API.md: {ticket}"
+        );
+        assert_eq!(show(app, ticket["id"].as_str().unwrap()), ticket);
+
+        let events = stream(app, "ticket:created");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["source"], "tickets");
+        assert_eq!(
+            events[0]["data"],
+            json!({"id": ticket["id"], "version": 0, "title": "concert", "price": 20.0, "userId": user_id})
+        );
+    });
+}
+
+#[test]
+fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        assert_eq!(created(&seller, "a", json!(0.29))["price"], json!(0.29));
+        assert_eq!(created(&seller, "b", json!("12.5"))["price"], json!(12.5));
+        assert_eq!(
+            created(&seller, "c", json!(1234.56))["price"],
+            json!(1234.56)
+        );
+        for (price, message) in [
+            (json!(0), "Price must be greater than 0"),
+            (json!(-10), "Price must be greater than 0"),
+            (json!("abc"), "Price must be greater than 0"),
+            (json!(null), "Price must be greater than 0"),
+            (json!(12.345), "Price must have at most 2 decimals"),
+            (json!(1_000_000.01), "Price must be at most 1000000"),
+        ] {
+            let reply = create(&seller, "concert", price.clone());
+            assert_eq!(reply.status, 400, "{price}");
+            assert_eq!(
+                errors(&reply),
+                json!([field_error(message, "price")]),
+                "{price}"
+            );
+        }
+    });
+}
+
+#[test]
+fn titles_are_trimmed_kept_verbatim_and_bounded() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let ticket = created(&seller, "  Концерт 🎸 «Live» ", json!(5));
+        assert_eq!(ticket["title"], "Концерт 🎸 «Live»");
+        assert!(create(&seller, &"é".repeat(200), json!(5)).status == 201);
+        let reply = create(&seller, &"é".repeat(201), json!(5));
+        assert_eq!(
+            errors(&reply),
+            json!([field_error("Title must be at most 200 characters", "title")])
+        );
+        let reply = seller.post_json("/api/tickets", &json!({"title": "   ", "price": "x"}));
+        assert_eq!(
+            errors(&reply),
+            json!([
+                field_error("Title is required", "title"),
+                field_error("Price must be greater than 0", "price")
+            ])
+        );
+        let reply = seller.post_raw("/api/tickets", "application/json", b"[1]".to_vec());
+        assert_eq!(
+            errors(&reply),
+            json!([{"message": "Request body must be JSON"}])
+        );
+    });
+}
+
+#[test]
+fn unknown_and_malformed_ids_are_not_found() {
+    on_every_runtime(|app| {
+        for path in [
+            "/api/tickets/0123456789abcdef0123456789abcdef",
+            "/api/tickets/not-an-id",
+            "/api/tickets/%00",
+            "/api/tickets/a/b",
+        ] {
+            let reply = app.get(path);
+            assert_eq!(reply.status, 404, "{path}");
+            assert_eq!(errors(&reply), json!([{"message": "Not Found"}]), "{path}");
+        }
+        let reply = app.delete("/api/tickets");
+        assert_eq!(reply.status, 404);
+    });
+}
+
+#[test]
+fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_updated() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let ticket = created(&seller, "concert", json!(20));
+        let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+        let reply = seller.put_json(&path, &json!({"title": "opera", "price": "35.5"}));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let edited = reply.json();
+        assert_eq!(edited["title"], "opera");
+        assert_eq!(edited["price"], json!(35.5));
+        assert_eq!(edited["version"], 1);
+        assert_eq!(show(app, ticket["id"].as_str().unwrap()), edited);
+        let updates = updates_of(app, &ticket["id"]);
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0]["version"], 1);
+        assert_eq!(updates[0]["title"], "opera");
+        assert_eq!(updates[0]["price"], json!(35.5));
+        assert!(updates[0].get("orderId").is_none());
+    });
+}
+
+#[test]
+fn edits_are_checked_in_api_md_order() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let other = signed_in(app, "other");
+        let ticket = created(&seller, "concert", json!(20));
+        let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+        let body = json!({"title": "", "price": 0});
+
+        // Not signed in first, then unknown, then not the owner, then the body.
+        assert_eq!(
+            app.put_json(&path, &json!({"title": "x", "price": 1}))
+                .status,
+            401
+        );
+        let reply = seller.put_json("/api/tickets/nope", &body);
+        assert_eq!(reply.status, 404);
+        let reply = other.put_json(&path, &body);
+        assert_eq!(reply.status, 401);
+        assert_eq!(errors(&reply), json!([{"message": "Not authorized"}]));
+        let reply = seller.put_json(&path, &body);
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            errors(&reply),
+            json!([
+                field_error("Title is required", "title"),
+                field_error("Price must be provided and must be greater than 0", "price")
+            ])
+        );
+        let reply = seller.put_json(&path, &json!({"title": "x"}));
+        assert_eq!(
+            errors(&reply),
+            json!([field_error(
+                "Price must be provided and must be greater than 0",
+                "price"
+            )])
+        );
+        assert_eq!(show(app, ticket["id"].as_str().unwrap())["version"], 0);
+
+        // Reserved comes before ownership: even another user is told it is reserved.
+        publish_as_orders(app, &order_created("e1", "o1", &ticket));
+        wait_for_version(app, ticket["id"].as_str().unwrap(), 1);
+        for client in [&seller, &other] {
+            let reply = client.put_json(&path, &json!({"title": "x", "price": 1}));
+            assert_eq!(reply.status, 400);
+            assert_eq!(
+                errors(&reply),
+                json!([{"message": "Cannot edit a reserved ticket"}])
+            );
+        }
+    });
+}
+
+#[test]
+fn an_order_reserves_the_ticket_and_its_cancellation_releases_it() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let ticket = created(&seller, "concert", json!(20));
+        let other = created(&seller, "opera", json!(30));
+        let id = ticket["id"].as_str().unwrap();
+
+        publish_as_orders(app, &order_created("e1", "o1", &ticket));
+        let reserved = wait_for_version(app, id, 1);
+        assert_eq!(reserved["orderId"], "o1");
+        let for_sale = app.get("/api/tickets").json();
+        assert_eq!(
+            for_sale,
+            json!([other]),
+            "a reserved ticket is not for sale"
+        );
+
+        publish_as_orders(app, &order_cancelled("e2", "o1", &ticket));
+        let released = wait_for_version(app, id, 2);
+        assert!(released.get("orderId").is_none(), "{released}");
+        assert_eq!(app.get("/api/tickets").json(), json!([released, other]));
+
+        let updates = updates_of(app, &ticket["id"]);
+        assert_eq!(updates.len(), 2);
+        assert_eq!(updates[0]["version"], 1);
+        assert_eq!(updates[0]["orderId"], "o1");
+        assert_eq!(updates[1]["version"], 2);
+        assert!(updates[1].get("orderId").is_none());
+    });
+}
+
+#[test]
+fn order_events_are_applied_once_and_in_any_order() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let first = created(&seller, "first", json!(20));
+        let second = created(&seller, "second", json!(20));
+
+        // The same order:created twice: one reservation, one event.
+        publish_as_orders(app, &order_created("e1", "o1", &first));
+        publish_as_orders(app, &order_created("e1", "o1", &first));
+        // A cancellation of an order that does not hold the ticket changes nothing, and
+        // one applied before its order's creation (the two subjects are two streams,
+        // so this happens) keeps the ticket for sale.
+        publish_as_orders(app, &order_cancelled("e2", "o-other", &first));
+        publish_as_orders(app, &order_cancelled("e3", "o2", &second));
+        eventually("both cancellations to be applied", WAIT, || {
+            let applied = app
+                .logs()
+                .iter()
+                .filter(|line| {
+                    line.contains("event order:cancelled") && line.contains("-> applied")
+                })
+                .count();
+            (applied == 2).then_some(())
+        });
+        publish_as_orders(app, &order_created("e4", "o2", &second));
+        // A marker behind it on the order:created stream: once it is applied, so is
+        // everything before it.
+        let marker = created(&seller, "marker", json!(1));
+        publish_as_orders(app, &order_created("e5", "o3", &marker));
+        wait_for_version(app, marker["id"].as_str().unwrap(), 1);
+
+        let first_now = show(app, first["id"].as_str().unwrap());
+        assert_eq!(first_now["version"], 1);
+        assert_eq!(first_now["orderId"], "o1");
+        assert_eq!(updates_of(app, &first["id"]).len(), 1);
+        let second_now = show(app, second["id"].as_str().unwrap());
+        assert_eq!(second_now, second, "never reserved by a cancelled order");
+        assert!(updates_of(app, &second["id"]).is_empty());
+    });
+}
+
+#[test]
+fn edits_racing_a_reservation_never_lose_a_version() {
+    on_every_runtime(|app| {
+        let seller = signed_in(app, "seller");
+        let ticket = created(&seller, "concert", json!(20));
+        let id = ticket["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/tickets/{id}");
+        let outcomes: Vec<u16> = std::thread::scope(|scope| {
+            let editors: Vec<_> = (0..4)
+                .map(|editor| {
+                    let (seller, path) = (&seller, &path);
+                    scope.spawn(move || {
+                        (0..10)
+                            .map(|n| {
+                                let title = format!("edit {editor}-{n}");
+                                seller
+                                    .put_json(path, &json!({"title": title, "price": 21}))
+                                    .status
+                            })
+                            .collect::<Vec<u16>>()
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(20));
+            publish_as_orders(app, &order_created("e1", "o1", &ticket));
+            editors
+                .into_iter()
+                .flat_map(|editor| editor.join().unwrap())
+                .collect()
+        });
+        assert!(
+            outcomes
+                .iter()
+                .all(|status| *status == 200 || *status == 400),
+            "{outcomes:?}"
+        );
+        let edits = outcomes.iter().filter(|status| **status == 200).count() as u64;
+
+        // The reservation came after the last successful edit, on top of it.
+        let reserved = eventually("the reservation", WAIT, || {
+            let ticket = show(app, &id);
+            (ticket["orderId"] == "o1").then_some(ticket)
+        });
+        assert_eq!(reserved["version"], edits + 1);
+        // Each version published once (concurrent commits may reach the stream in
+        // either order: replicas apply them by version).
+        let versions: Vec<u64> = updates_of(app, &ticket["id"])
+            .iter()
+            .map(|update| update["version"].as_u64().unwrap())
+            .collect();
+        let distinct: BTreeSet<u64> = versions.iter().copied().collect();
+        assert_eq!(distinct.len(), versions.len(), "{versions:?}");
+        assert_eq!(distinct, (1..=edits + 1).collect::<BTreeSet<u64>>());
+        // After the reservation, every edit was refused.
+        let reply = seller.put_json(&path, &json!({"title": "late", "price": 21}));
+        assert_eq!(
+            errors(&reply),
+            json!([{"message": "Cannot edit a reserved ticket"}])
+        );
+    });
+}

@@ -62,36 +62,16 @@ fn field_error(message: &str, field: &str) -> Value {
 
 /// The envelopes on a stream, oldest first.
 fn stream(app: &App, subject: &str) -> Vec<Value> {
-    let mut conn = app.redis().connection();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(format!("events:{subject}"))
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("XRANGE");
-    entries
+    app.redis()
+        .stream(&format!("events:{subject}"))
         .into_iter()
-        .map(|(_, fields)| serde_json::from_str(&fields[1]).expect("an envelope"))
+        .map(|(_, fields)| serde_json::from_str(&fields[0].1).expect("an envelope"))
         .collect()
 }
 
-/// Publishes an event as the orders service would: on its stream, then the doorbell.
+/// Publishes an event as the orders service would.
 fn publish_as_orders(app: &App, envelope: &Value) {
-    let subject = envelope["subject"].as_str().expect("a subject");
-    let text = envelope.to_string();
-    let mut conn = app.redis().connection();
-    let _: String = redis::cmd("XADD")
-        .arg(format!("events:{subject}"))
-        .arg("*")
-        .arg("e")
-        .arg(&text)
-        .query(&mut conn)
-        .expect("XADD");
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(subject)
-        .arg(&text)
-        .query(&mut conn)
-        .expect("PUBLISH");
+    app.redis().publish_event(envelope);
 }
 
 fn order_created(event_id: &str, order_id: &str, ticket: &Value) -> Value {

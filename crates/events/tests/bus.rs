@@ -72,22 +72,16 @@ fn wait_for_applied(app: &App, count: usize) -> Vec<String> {
 
 /// The entries of a stream: (entry id, the `e` field as JSON), and each entry's field names.
 fn stream_entries(redis: &Redis, stream: &str) -> Vec<(String, Vec<String>, Value)> {
-    let mut conn = redis.connection();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("XRANGE");
-    entries
+    redis
+        .stream(stream)
         .into_iter()
         .map(|(id, fields)| {
-            let names: Vec<String> = fields.iter().step_by(2).cloned().collect();
+            let names = fields.iter().map(|(name, _)| name.clone()).collect();
             let e = fields
-                .chunks(2)
-                .find(|pair| pair[0] == "e")
-                .map(|pair| {
-                    serde_json::from_str(&pair[1]).unwrap_or(Value::String(pair[1].clone()))
+                .iter()
+                .find(|(name, _)| name == "e")
+                .map(|(_, value)| {
+                    serde_json::from_str(value).unwrap_or(Value::String(value.clone()))
                 })
                 .unwrap_or(Value::Null);
             (id, names, e)
@@ -131,14 +125,7 @@ fn foreign_envelope(id: &str, title: &str, version: u32) -> String {
 }
 
 fn xadd(redis: &Redis, stream: &str, e: &str) {
-    let mut conn = redis.connection();
-    let _: String = redis::cmd("XADD")
-        .arg(stream)
-        .arg("*")
-        .arg("e")
-        .arg(e)
-        .query(&mut conn)
-        .expect("XADD");
+    redis.add_event(stream, e);
 }
 
 #[test]

@@ -69,6 +69,52 @@ impl Redis {
         );
     }
 
+    /// The entries of a stream, oldest first: each id with its field/value pairs.
+    pub fn stream(&self, stream: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut self.connection())
+            .expect("XRANGE");
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let pairs = fields
+                    .chunks(2)
+                    .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
+                    .collect();
+                (id, pairs)
+            })
+            .collect()
+    }
+
+    /// Adds an entry whose single field `e` is `envelope`, as the bus writes events.
+    pub fn add_event(&self, stream: &str, envelope: &str) {
+        let _: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("e")
+            .arg(envelope)
+            .query(&mut self.connection())
+            .expect("XADD");
+    }
+
+    /// Publishes an envelope as another service's bus would: on the stream
+    /// `events:<subject>`, then the doorbell on the channel `<subject>`.
+    pub fn publish_event(&self, envelope: &serde_json::Value) {
+        let subject = envelope["subject"]
+            .as_str()
+            .expect("an envelope has a subject");
+        let text = envelope.to_string();
+        self.add_event(&format!("events:{subject}"), &text);
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(subject)
+            .arg(&text)
+            .query(&mut self.connection())
+            .expect("PUBLISH");
+    }
+
     /// Stops the server (Redis "goes away").
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

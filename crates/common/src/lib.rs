@@ -8,6 +8,7 @@ mod body;
 pub mod db;
 mod error;
 mod http;
+pub mod price;
 pub mod session;
 mod validation;
 

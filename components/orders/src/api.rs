@@ -1,0 +1,138 @@
+//! Thin HTTP handlers of the orders service (API.md, "orders").
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::events::OrderStatus;
+use common::session::CurrentUser;
+use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use spin_sdk::http::{Params, Request, Response};
+
+use crate::db::{self, BUS};
+use crate::domain::{self, Order};
+
+/// `POST /api/orders` `{ticketId}`: 201 the order, holding the ticket for the payment
+/// window; publishes `order:created`.
+pub fn create(req: Request, _params: Params) -> Response {
+    respond(try_create(&req))
+}
+
+fn try_create(req: &Request) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let body = JsonBody::parse(req)?;
+    let mut rules = Validator::new();
+    let ticket_id = rules.field(
+        "ticketId",
+        body.str("ticketId")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .ok_or("TicketId must be provided"),
+    );
+    let Some(ticket_id) = ticket_id else {
+        return Err(rules.into_error());
+    };
+    let window = domain::expiration_seconds(
+        spin_sdk::variables::get("order_expiration_seconds")
+            .ok()
+            .as_deref(),
+    );
+    let expires_ms = now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
+    let conn = db::open()?;
+    let order = BUS.transaction(&conn, |tx| {
+        let ticket = db::find_ticket(tx, ticket_id)?.ok_or(ApiError::NotFound)?;
+        let order = Order {
+            id: common::new_id()?,
+            user_id: user.id.clone(),
+            status: OrderStatus::Created,
+            expires_at: ::events::timestamp(expires_ms),
+            version: 0,
+            ticket,
+        };
+        if !db::insert_order(tx, &order)? {
+            return Err(ApiError::BadRequest(
+                "Ticket is already reserved".to_owned(),
+            ));
+        }
+        tx.publish(order.created_event())?;
+        Ok(order)
+    })?;
+    Ok(json_response(201, &order))
+}
+
+/// `GET /api/orders`: the caller's orders, oldest first.
+pub fn list(req: Request, _params: Params) -> Response {
+    respond(try_list(&req))
+}
+
+fn try_list(req: &Request) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let conn = db::open()?;
+    Ok(json_response(200, &db::orders_of(&conn, &user.id)?))
+}
+
+/// `GET /api/orders/:id`: one of the caller's orders.
+pub fn show(req: Request, params: Params) -> Response {
+    respond(try_show(&req, &params))
+}
+
+fn try_show(req: &Request, params: &Params) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let conn = db::open()?;
+    let order = own_order(&conn, params, &user)?;
+    Ok(json_response(200, &order))
+}
+
+/// `DELETE /api/orders/:id`: 204, the order cancelled (once); publishes
+/// `order:cancelled`. A completed order cannot be cancelled.
+pub fn cancel(req: Request, params: Params) -> Response {
+    respond(try_cancel(&req, &params))
+}
+
+fn try_cancel(req: &Request, params: &Params) -> Result<Response, ApiError> {
+    let user = session::require_auth(req)?;
+    let conn = db::open()?;
+    BUS.transaction(&conn, |tx| {
+        let mut order = own_order(tx, params, &user)?;
+        match order.status {
+            OrderStatus::Cancelled => return Ok(()),
+            OrderStatus::Complete => {
+                return Err(ApiError::BadRequest(
+                    "Cannot cancel a completed order".to_owned(),
+                ));
+            }
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        order.status = OrderStatus::Cancelled;
+        order.version += 1;
+        db::update_order(tx, &order)?;
+        tx.publish(order.cancelled_event())
+    })?;
+    Ok(Response::builder().status(204).build())
+}
+
+/// The order of `:id`: 404 when unknown, 401 when someone else's.
+fn own_order(
+    conn: &spin_sdk::sqlite::Connection,
+    params: &Params,
+    user: &CurrentUser,
+) -> Result<Order, ApiError> {
+    let id = params.get("id").ok_or(ApiError::NotFound)?;
+    let order = db::find_order(conn, id)?.ok_or(ApiError::NotFound)?;
+    if order.user_id != user.id {
+        return Err(ApiError::NotAuthorized);
+    }
+    Ok(order)
+}
+
+/// Any other path or method under `/api/orders`.
+pub fn not_found(_req: Request, _params: Params) -> Response {
+    ApiError::NotFound.into_response()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .try_into()
+        .unwrap_or(i64::MAX)
+}

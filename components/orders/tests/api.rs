@@ -32,16 +32,6 @@ fn on_every_runtime(test: impl Fn(&App)) {
     }
 }
 
-fn signed_in(app: &App, name: &str) -> Client {
-    let client = app.new_client();
-    let reply = client.post_json(
-        "/api/users/signup",
-        &json!({"email": format!("{name}@example.com"), "password": "secret1"}),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    client
-}
-
 /// A ticket listed by `seller` (orders hears of it through `ticket:created`).
 fn ticket_for_sale(seller: &Client, title: &str) -> Value {
     let reply = seller.post_json("/api/tickets", &json!({"title": title, "price": 20.5}));
@@ -95,8 +85,8 @@ fn event(subject: &str, id: &str, data: Value) -> Value {
 #[test]
 fn an_order_holds_the_ticket_until_it_is_cancelled() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let buyer = signed_in(app, "buyer");
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
         let order = ordered(&buyer, &ticket);
         let buyer_id = buyer.get("/api/users/currentuser").json()["currentUser"]["id"].clone();
@@ -134,7 +124,7 @@ fn an_order_holds_the_ticket_until_it_is_cancelled() {
         eventually("the ticket to show the order", WAIT, || {
             (ticket_now(app, &ticket)["orderId"] == order["id"]).then_some(())
         });
-        let other = signed_in(app, "other");
+        let other = app.signed_up("other");
         let reply = place_order(&other, &ticket);
         assert_eq!(reply.status, 400);
         assert_eq!(
@@ -170,7 +160,7 @@ fn orders_need_a_session_a_ticket_id_and_a_known_ticket() {
         assert_eq!(app.get("/api/orders").status, 401);
         assert_eq!(app.get("/api/orders/x").status, 401);
         assert_eq!(app.delete("/api/orders/x").status, 401);
-        let buyer = signed_in(app, "buyer");
+        let buyer = app.signed_up("buyer");
         for body in [json!({}), json!({"ticketId": ""}), json!({"ticketId": 5})] {
             let reply = buyer.post_json("/api/orders", &body);
             assert_eq!(reply.status, 400, "{body}");
@@ -189,9 +179,9 @@ fn orders_need_a_session_a_ticket_id_and_a_known_ticket() {
 #[test]
 fn each_user_sees_only_their_own_orders_oldest_first() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let buyer = signed_in(app, "buyer");
-        let other = signed_in(app, "other");
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
+        let other = app.signed_up("other");
         let first = ticket_for_sale(&seller, "first");
         let second = ticket_for_sale(&seller, "second");
         let third = ticket_for_sale(&seller, "third");
@@ -223,9 +213,9 @@ fn each_user_sees_only_their_own_orders_oldest_first() {
 #[test]
 fn concurrent_orders_for_one_ticket_have_exactly_one_winner() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let buyers: Vec<Client> = (0..20)
-            .map(|n| signed_in(app, &format!("buyer{n}")))
+            .map(|n| app.signed_up(&format!("buyer{n}")))
             .collect();
         for round in 0..3 {
             let ticket = ticket_for_sale(&seller, &format!("round {round}"));
@@ -258,8 +248,8 @@ fn concurrent_orders_for_one_ticket_have_exactly_one_winner() {
 #[test]
 fn the_ticket_copy_applies_versions_in_order_even_when_they_arrive_out_of_order() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let buyer = signed_in(app, "buyer");
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
         let update = |version: u32, title: &str| {
             event(
@@ -305,8 +295,8 @@ fn the_ticket_copy_applies_versions_in_order_even_when_they_arrive_out_of_order(
 #[test]
 fn expiry_cancels_an_unpaid_order_and_frees_its_ticket() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let buyer = signed_in(app, "buyer");
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
         let order = ordered(&buyer, &ticket);
         app.redis().publish_event(&event(
@@ -349,8 +339,8 @@ fn expiry_cancels_an_unpaid_order_and_frees_its_ticket() {
 #[test]
 fn a_paid_order_is_complete_and_neither_expires_nor_cancels() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let buyer = signed_in(app, "buyer");
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
         let order = ordered(&buyer, &ticket);
         app.redis().publish_event(&event(

@@ -31,17 +31,6 @@ fn on_every_runtime(test: impl Fn(&App)) {
     }
 }
 
-/// A new user, signed in.
-fn signed_in(app: &App, name: &str) -> Client {
-    let client = app.new_client();
-    let reply = client.post_json(
-        "/api/users/signup",
-        &json!({"email": format!("{name}@example.com"), "password": "secret1"}),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    client
-}
-
 fn create(client: &Client, title: &str, price: Value) -> Reply {
     client.post_json("/api/tickets", &json!({"title": title, "price": price}))
 }
@@ -132,7 +121,7 @@ fn creating_a_ticket_needs_a_session() {
 #[test]
 fn a_created_ticket_is_returned_and_published_as_ticket_created() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let user_id = seller.get("/api/users/currentuser").json()["currentUser"]["id"].clone();
         assert_eq!(ticket["title"], "concert");
@@ -160,7 +149,7 @@ fn a_created_ticket_is_returned_and_published_as_ticket_created() {
 #[test]
 fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         assert_eq!(created(&seller, "a", json!(0.29))["price"], json!(0.29));
         assert_eq!(created(&seller, "b", json!("12.5"))["price"], json!(12.5));
         assert_eq!(
@@ -189,7 +178,7 @@ fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
 #[test]
 fn titles_are_trimmed_kept_verbatim_and_bounded() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let ticket = created(&seller, "  Концерт 🎸 «Live» ", json!(5));
         assert_eq!(ticket["title"], "Концерт 🎸 «Live»");
         assert!(create(&seller, &"é".repeat(200), json!(5)).status == 201);
@@ -235,7 +224,7 @@ fn unknown_and_malformed_ids_are_not_found() {
 #[test]
 fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_updated() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
         let reply = seller.put_json(&path, &json!({"title": "opera", "price": "35.5"}));
@@ -257,8 +246,8 @@ fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_update
 #[test]
 fn edits_are_checked_in_api_md_order() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
-        let other = signed_in(app, "other");
+        let seller = app.signed_up("seller");
+        let other = app.signed_up("other");
         let ticket = created(&seller, "concert", json!(20));
         let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
         let body = json!({"title": "", "price": 0});
@@ -310,7 +299,7 @@ fn edits_are_checked_in_api_md_order() {
 #[test]
 fn an_order_reserves_the_ticket_and_its_cancellation_releases_it() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let other = created(&seller, "opera", json!(30));
         let id = ticket["id"].as_str().unwrap();
@@ -342,7 +331,7 @@ fn an_order_reserves_the_ticket_and_its_cancellation_releases_it() {
 #[test]
 fn order_events_are_applied_once_and_in_any_order() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let first = created(&seller, "first", json!(20));
         let second = created(&seller, "second", json!(20));
 
@@ -384,7 +373,7 @@ fn order_events_are_applied_once_and_in_any_order() {
 #[test]
 fn edits_racing_a_reservation_never_lose_a_version() {
     on_every_runtime(|app| {
-        let seller = signed_in(app, "seller");
+        let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let id = ticket["id"].as_str().unwrap().to_owned();
         let path = format!("/api/tickets/{id}");

@@ -241,6 +241,18 @@ impl App {
         Client::new(self.client.base_url())
     }
 
+    /// A new user `<name>@example.com`, signed up (and so signed in) through auth:
+    /// a client whose cookie jar holds the session.
+    pub fn signed_up(&self, name: &str) -> Client {
+        let client = self.new_client();
+        let reply = client.post_json(
+            "/api/users/signup",
+            &serde_json::json!({"email": format!("{name}@example.com"), "password": "secret1"}),
+        );
+        assert_eq!(reply.status, 201, "signing up {name}: {}", reply.text());
+        client
+    }
+
     /// The Redis this app was given.
     pub fn redis(&self) -> &Redis {
         self.redis.as_ref().expect("the app was started with_redis")

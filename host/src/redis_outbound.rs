@@ -39,8 +39,14 @@ impl Pools {
         command: redis::Cmd,
     ) -> Result<RedisValue, RedisError> {
         let pool = self.pool(address)?;
-        let mut connection = pool.take().await?;
-        let result = command.query_async(&mut connection).await;
+        let (mut connection, was_idle) = pool.take().await?;
+        let mut result = command.query_async(&mut connection).await;
+        if was_idle && result.as_ref().is_err_and(is_broken) {
+            // The server went away while the connection sat idle: as Spin would with
+            // its connection per open, run the command on a new one.
+            connection = pool.client.get_multiplexed_async_connection().await?;
+            result = command.query_async(&mut connection).await;
+        }
         if result.is_ok() {
             pool.give_back(connection);
         }
@@ -66,15 +72,16 @@ impl Pools {
 }
 
 impl Pool {
-    async fn take(&self) -> Result<MultiplexedConnection, RedisError> {
+    /// An idle connection (`true`) or a new one.
+    async fn take(&self) -> Result<(MultiplexedConnection, bool), RedisError> {
         let idle = self
             .idle
             .lock()
             .expect("no code panics holding the pool lock")
             .pop();
         match idle {
-            Some(connection) => Ok(connection),
-            None => self.client.get_multiplexed_async_connection().await,
+            Some(connection) => Ok((connection, true)),
+            None => Ok((self.client.get_multiplexed_async_connection().await?, false)),
         }
     }
 
@@ -95,6 +102,9 @@ pub struct Connection {
     connection: MultiplexedConnection,
     /// Failed, or its state was changed: never handed to another instance.
     is_spent: bool,
+    /// Taken from the idle ones and not used yet: if the server restarted meanwhile,
+    /// its first command fails where Spin's fresh connection would not.
+    is_untried: bool,
 }
 
 impl Drop for Connection {
@@ -117,14 +127,34 @@ impl State {
             .table
             .get_mut(connection)
             .map_err(|_| Error::Other("invalid connection".into()))?;
-        let result = command.query_async(&mut connection.connection).await;
+        let mut result = command.query_async(&mut connection.connection).await;
+        if std::mem::take(&mut connection.is_untried) && result.as_ref().is_err_and(is_broken) {
+            // Run on a new connection, as Spin (a connection per open) would.
+            match connection
+                .pool
+                .client
+                .get_multiplexed_async_connection()
+                .await
+            {
+                Ok(fresh) => {
+                    connection.connection = fresh;
+                    result = command.query_async(&mut connection.connection).await;
+                }
+                Err(err) => result = Err(err),
+            }
+        }
         result.map_err(|err| {
-            if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
+            if is_broken(&err) {
                 connection.is_spent = true;
             }
             other(&err)
         })
     }
+}
+
+/// The connection, not the command, failed.
+fn is_broken(err: &RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 fn other(err: &RedisError) -> Error {
@@ -180,12 +210,13 @@ impl guest::HostConnection for State {
             .redis
             .pool(&address)
             .map_err(|_| Error::InvalidAddress)?;
-        let connection = pool.take().await.map_err(|err| other(&err))?;
+        let (connection, was_idle) = pool.take().await.map_err(|err| other(&err))?;
         self.table
             .push(Connection {
                 pool,
                 connection,
                 is_spent: false,
+                is_untried: was_idle,
             })
             .map_err(|_| Error::TooManyConnections)
     }

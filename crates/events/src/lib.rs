@@ -9,6 +9,7 @@
 //!   [`Listener::on_doorbell`]; every HTTP invocation calls [`Listener::catch_up`].
 //!   Each stream entry is applied in one transaction with its `inbox` row, then acked.
 
+pub mod alarm;
 mod consumer;
 mod contracts;
 mod outbox;
@@ -145,7 +146,7 @@ impl Deref for Tx<'_> {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))

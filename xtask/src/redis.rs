@@ -30,6 +30,7 @@ pub fn ensure(project: &Project, url: &str) -> Result<LocalRedis> {
     step(&format!("Redis at {url}"));
     if answers_ping(&host, port) {
         eprintln!("it answers PING; using it");
+        ensure_expiry_notifications(url);
         return Ok(LocalRedis { child: None });
     }
     if !matches!(host.as_str(), "127.0.0.1" | "localhost") {
@@ -75,6 +76,41 @@ pub fn ensure(project: &Project, url: &str) -> Result<LocalRedis> {
     }
     eprintln!("started; data and log in {}", dir.display());
     Ok(redis)
+}
+
+/// The expiration service is woken by expired keys: turn their notifications on in a
+/// Redis that was already running, or say how to.
+fn ensure_expiry_notifications(url: &str) {
+    let outcome = (|| -> redis::RedisResult<Option<String>> {
+        let mut conn = redis::Client::open(url)?.get_connection()?;
+        let (_, flags): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("notify-keyspace-events")
+            .query(&mut conn)?;
+        if flags.contains('E') && (flags.contains('x') || flags.contains('A')) {
+            return Ok(None);
+        }
+        let wanted = format!("{flags}Ex");
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(&wanted)
+            .query::<()>(&mut conn)?;
+        Ok(Some(wanted))
+    })();
+    match outcome {
+        Ok(None) => eprintln!("keyspace notifications for expired keys are on"),
+        Ok(Some(flags)) => eprintln!(
+            "turned on keyspace notifications for expired keys (CONFIG SET \
+             notify-keyspace-events {flags}); orders expire through them. Until Redis \
+             restarts: to keep it, put `notify-keyspace-events Ex` in its redis.conf"
+        ),
+        Err(err) => eprintln!(
+            "warning: could not check or turn on keyspace notifications ({err}): orders \
+             expire only when /api/expiration/health is called until you run \
+             `redis-cli CONFIG SET notify-keyspace-events Ex` on that Redis"
+        ),
+    }
 }
 
 /// `redis://[user:password@]host[:port][/db]` → (host, port).

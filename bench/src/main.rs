@@ -6,6 +6,7 @@
 //! table (also written to FILE as markdown). `cargo xtask bench` builds everything in
 //! release first and runs it.
 
+mod expiry;
 mod load;
 
 use std::fmt::Write as _;
@@ -30,6 +31,10 @@ fn main() -> Result<()> {
             let listen = args.get(2).map_or("127.0.0.1:0", String::as_str).parse()?;
             hello_server(listen)
         }
+        Some("expiry") => {
+            println!("{}", expiry::measure()?.summary());
+            Ok(())
+        }
         Some("run") => {
             let out = match args.get(1).map(String::as_str) {
                 Some("--out") => Some(args.get(2).context("--out needs a file")?.clone()),
@@ -37,7 +42,7 @@ fn main() -> Result<()> {
             };
             run(out)
         }
-        _ => bail!("usage: bench run [--out FILE] | bench hello [--listen ADDR]"),
+        _ => bail!("usage: bench run [--out FILE] | bench expiry | bench hello [--listen ADDR]"),
     }
 }
 
@@ -103,10 +108,18 @@ fn run(out: Option<String>) -> Result<()> {
         latency.push(one);
     }
     bare.stop();
+    eprintln!(
+        "expiration: {} orders with a {}-second window ...",
+        expiry::ORDERS,
+        2
+    );
+    let lateness = expiry::measure()?;
     // The host logs how long each instance took to make; the probe's lines are /hello's.
     let instances = Instances::from_logs(&probe.logs());
 
-    let report = report(&targets, &throughput, &latency, &instances);
+    let mut report = report(&targets, &throughput, &latency, &instances);
+    let _ = writeln!(report, "\n{}", lateness.summary());
+
     print!("{report}");
     if let Some(out) = out {
         std::fs::write(&out, &report).with_context(|| format!("writing {out}"))?;

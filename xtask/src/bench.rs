@@ -24,7 +24,7 @@ pub fn run(project: &Project) -> Result<()> {
         ])
         .run()?;
 
-    step("Benchmarking (a minute or two)");
+    step("Benchmarking (about five minutes)");
     let release = project.target_dir().join("release");
     let out = project.root.join("docs").join("benchmarks.md");
     project

@@ -1,7 +1,5 @@
 //! Thin HTTP handlers of the orders service (API.md, "orders").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use ::events::OrderStatus;
 use common::session::CurrentUser;
 use common::{ApiError, JsonBody, Validator, json_response, respond, session};
@@ -35,7 +33,8 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
             .ok()
             .as_deref(),
     );
-    let expires_ms = now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
+    let expires_ms =
+        ::events::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
     let conn = db::open()?;
     let order = BUS.transaction(&conn, |tx| {
         let ticket = db::find_ticket(tx, ticket_id)?.ok_or(ApiError::NotFound)?;
@@ -126,13 +125,4 @@ fn own_order(
 /// Any other path or method under `/api/orders`.
 pub fn not_found(_req: Request, _params: Params) -> Response {
     ApiError::NotFound.into_response()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis()
-        .try_into()
-        .unwrap_or(i64::MAX)
 }

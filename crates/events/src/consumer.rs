@@ -114,12 +114,7 @@ impl Listener {
                 self.subjects()
             }
         };
-        let session = Session::open(self)?;
-        session.relay_leftovers();
-        for subject in subjects {
-            session.drain(subject)?;
-        }
-        Ok(())
+        Session::open(self)?.catch_up(&subjects)
     }
 
     /// The HTTP entry point, called before each request is handled: at most once per
@@ -141,22 +136,12 @@ impl Listener {
         if !reply::is_ok(&reply) {
             return Ok(());
         }
-        let session = Session::with(self, settings, redis)?;
-        session.relay_leftovers();
-        for subject in self.subjects() {
-            session.drain(subject)?;
-        }
-        Ok(())
+        Session::with(self, settings, redis)?.catch_up(&self.subjects())
     }
 
     /// Relays leftovers and drains every stream now, unthrottled.
     pub fn drain_all(&self) -> Result<()> {
-        let session = Session::open(self)?;
-        session.relay_leftovers();
-        for subject in self.subjects() {
-            session.drain(subject)?;
-        }
-        Ok(())
+        Session::open(self)?.catch_up(&self.subjects())
     }
 
     fn handles(&self, subject: &str) -> bool {
@@ -231,6 +216,15 @@ impl<'a> Session<'a> {
 
     fn group(&self) -> &'static str {
         self.listener.bus.service
+    }
+
+    /// Relays the service's leftover events, then drains each subject's stream.
+    fn catch_up(&self, subjects: &[&'static str]) -> Result<()> {
+        self.relay_leftovers();
+        for &subject in subjects {
+            self.drain(subject)?;
+        }
+        Ok(())
     }
 
     fn relay_leftovers(&self) {
@@ -418,14 +412,25 @@ impl<'a> Session<'a> {
             );
         };
         let event_id = envelope.id.clone();
-        let outcome = self.listener.bus.transaction(&self.conn, |tx| {
+        let outcome = self.listener.bus.commit(&self.conn, |tx| {
             if !record_in_inbox(tx, &event_id, subject)? {
                 return Ok(Outcome::Duplicate);
             }
             handler(tx, envelope)?;
             Ok(Outcome::Applied)
         });
-        (outcome.unwrap_or_else(Outcome::Failed), about)
+        match outcome {
+            Ok((outcome, published)) => {
+                // What the handler published goes out on this session's connection.
+                if !published.is_empty()
+                    && let Err(err) = outbox::relay_with(&self.redis, &self.conn, &published)
+                {
+                    outbox::log_relay_failure(&self.listener.bus, &err);
+                }
+                (outcome, about)
+            }
+            Err(err) => (Outcome::Failed(err), about),
+        }
     }
 
     fn ack(&self, stream: &str, id: &str) -> Result<()> {

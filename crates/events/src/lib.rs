@@ -92,7 +92,21 @@ impl Bus {
         conn: &Connection,
         change: impl FnOnce(&Tx) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let (value, published) = common::db::transaction(conn, |conn| {
+        let (value, published) = self.commit(conn, change)?;
+        if !published.is_empty() {
+            outbox::relay(self, conn, &published);
+        }
+        Ok(value)
+    }
+
+    /// The transaction alone: its value and the ids of the events it wrote, for a
+    /// caller that relays them on a Redis connection it holds already.
+    pub(crate) fn commit<T>(
+        &self,
+        conn: &Connection,
+        change: impl FnOnce(&Tx) -> Result<T, ApiError>,
+    ) -> Result<(T, Vec<String>), ApiError> {
+        common::db::transaction(conn, |conn| {
             let tx = Tx {
                 conn,
                 bus: self,
@@ -100,11 +114,7 @@ impl Bus {
             };
             let value = change(&tx)?;
             Ok((value, tx.published.into_inner()))
-        })?;
-        if !published.is_empty() {
-            outbox::relay(self, conn, &published);
-        }
-        Ok(value)
+        })
     }
 
     /// The service's listener, without handlers yet.

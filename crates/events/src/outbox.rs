@@ -46,11 +46,16 @@ pub fn relay(bus: &Bus, conn: &Connection, ids: &[String]) {
         .and_then(|settings| Redis::open(&settings.redis_url))
         .and_then(|redis| relay_with(&redis, conn, ids));
     if let Err(err) = outcome {
-        eprintln!(
-            "bus: {}: relay failed, the events wait in the outbox for a later invocation: {err:#}",
-            bus.service
-        );
+        log_relay_failure(bus, &err);
     }
+}
+
+/// A relay that failed after its commit: nothing is lost, the rows stay unrelayed.
+pub fn log_relay_failure(bus: &Bus, err: &anyhow::Error) {
+    eprintln!(
+        "bus: {}: relay failed, the events wait in the outbox for a later invocation: {err:#}",
+        bus.service
+    );
 }
 
 /// Relays `ids` and every leftover row, oldest first; returns how many went out.

@@ -287,20 +287,14 @@ fn a_poison_event_ends_in_events_dead() {
 
         let dead = eventually("two dead letters", WAIT, || {
             app.post_json("/drain", &json!({}));
-            let mut conn = app.redis().connection();
-            let dead: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-                .arg("events:dead")
-                .arg("-")
-                .arg("+")
-                .query(&mut conn)
-                .expect("XRANGE");
+            let dead = app.redis().stream("events:dead");
             (dead.len() >= 2).then_some(dead)
         });
-        let field = |fields: &[String], name: &str| -> String {
+        let field = |fields: &[(String, String)], name: &str| -> String {
             fields
-                .chunks(2)
-                .find(|pair| pair[0] == name)
-                .map(|pair| pair[1].clone())
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, value)| value.clone())
                 .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
         };
         let (garbage, poison) = if field(&dead[0].1, "e") == "{not json" {

@@ -119,6 +119,30 @@ fn generate(root: &Path) -> Result<String> {
                     writeln!(out, "    #[serde(rename = \"{}\")]", json_case(&case.name))?;
                     writeln!(out, "    {},", upper_camel(&case.name))?;
                 }
+                out.push_str("}\n\n");
+                // The same strings as JSON, for SQL columns and logs.
+                writeln!(out, "impl {rust_name} {{")?;
+                out.push_str("    pub const ALL: &[Self] = &[\n");
+                for case in &enumeration.cases {
+                    writeln!(out, "        Self::{},", upper_camel(&case.name))?;
+                }
+                out.push_str("    ];\n\n");
+                out.push_str("    /// The case as it is written in JSON.\n");
+                out.push_str("    pub fn as_str(self) -> &'static str {\n        match self {\n");
+                for case in &enumeration.cases {
+                    writeln!(
+                        out,
+                        "            Self::{} => \"{}\",",
+                        upper_camel(&case.name),
+                        json_case(&case.name)
+                    )?;
+                }
+                out.push_str("        }\n    }\n\n");
+                out.push_str("    /// The case written `text` in JSON.\n");
+                out.push_str(
+                    "    pub fn parse(text: &str) -> Option<Self> {\n        \
+                     Self::ALL.iter().copied().find(|case| case.as_str() == text)\n    }\n",
+                );
                 out.push_str("}\n");
             }
             TypeDefKind::Variant(variant) => {

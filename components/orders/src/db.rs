@@ -97,7 +97,7 @@ pub fn insert_order(conn: &Connection, order: &Order) -> Result<bool, ApiError> 
         &[
             Value::Text(order.id.clone()),
             Value::Text(order.user_id.clone()),
-            Value::Text(status_text(order.status).to_owned()),
+            Value::Text(order.status.as_str().to_owned()),
             Value::Text(order.expires_at.clone()),
             Value::Integer(i64::from(order.version)),
             Value::Text(order.ticket.id.clone()),
@@ -140,7 +140,7 @@ pub fn update_order(conn: &Connection, order: &Order) -> Result<(), ApiError> {
          RETURNING id",
         &[
             Value::Text(order.id.clone()),
-            Value::Text(status_text(order.status).to_owned()),
+            Value::Text(order.status.as_str().to_owned()),
             Value::Integer(i64::from(order.version)),
         ],
     )?;
@@ -152,26 +152,6 @@ pub fn update_order(conn: &Connection, order: &Order) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn status_text(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Created => "created",
-        OrderStatus::Cancelled => "cancelled",
-        OrderStatus::AwaitingPayment => "awaiting:payment",
-        OrderStatus::Complete => "complete",
-    }
-}
-
-fn status_of(text: &str) -> Option<OrderStatus> {
-    [
-        OrderStatus::Created,
-        OrderStatus::Cancelled,
-        OrderStatus::AwaitingPayment,
-        OrderStatus::Complete,
-    ]
-    .into_iter()
-    .find(|status| status_text(*status) == text)
-}
-
 fn order(row: &Row<'_>) -> Result<Order, ApiError> {
     let text = |column: &str| {
         row.get::<&str>(column)
@@ -180,7 +160,7 @@ fn order(row: &Row<'_>) -> Result<Order, ApiError> {
     };
     let status = row
         .get::<&str>("status")
-        .and_then(status_of)
+        .and_then(OrderStatus::parse)
         .ok_or_else(|| anyhow::anyhow!("orders.status is not a status"))?;
     Ok(Order {
         id: text("id")?,

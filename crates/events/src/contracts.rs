@@ -27,6 +27,30 @@ pub enum OrderStatus {
     Complete,
 }
 
+impl OrderStatus {
+    pub const ALL: &[Self] = &[
+        Self::Created,
+        Self::Cancelled,
+        Self::AwaitingPayment,
+        Self::Complete,
+    ];
+
+    /// The case as it is written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Cancelled => "cancelled",
+            Self::AwaitingPayment => "awaiting:payment",
+            Self::Complete => "complete",
+        }
+    }
+
+    /// The case written `text` in JSON.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|case| case.as_str() == text)
+    }
+}
+
 /// `ticket:created`, published by tickets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -39,17 +39,8 @@ pub fn on_ticket_updated(tx: &Tx, event: Received<TicketUpdated>) -> Result<(), 
     if db::update_ticket(tx, &copy)? {
         return Ok(());
     }
-    match db::find_ticket(tx, &ticket.id)? {
-        Some(held) if held.version >= ticket.version => Ok(()),
-        held => Err(anyhow::anyhow!(
-            "ticket {} version {} waits for version {} (held: {})",
-            ticket.id,
-            ticket.version,
-            ticket.version.saturating_sub(1),
-            held.map_or("none".to_owned(), |held| held.version.to_string())
-        )
-        .into()),
-    }
+    let held = db::find_ticket(tx, &ticket.id)?.map(|held| held.version);
+    ::events::not_on_top("ticket", &ticket.id, ticket.version, held)
 }
 
 /// `expiration:complete`: the order is cancelled (and `order:cancelled` published)

@@ -120,23 +120,29 @@ impl Listener {
     /// The HTTP entry point, called before each request is handled: at most once per
     /// [`CATCH_UP_EVERY_MS`] per service, relays leftover events and drains every
     /// stream, so a backlog is applied even when no doorbell rings. Never fails the
-    /// request: problems are logged.
-    pub fn catch_up(&self) {
-        if let Err(err) = self.try_catch_up() {
-            eprintln!("bus: {}: catch-up failed: {err:#}", self.bus.service);
+    /// request: problems are logged. `false` when another invocation had this period's
+    /// turn: a service with follow-up work of its own does it when this is `true`.
+    pub fn catch_up(&self) -> bool {
+        match self.try_catch_up() {
+            Ok(turn) => turn,
+            Err(err) => {
+                eprintln!("bus: {}: catch-up failed: {err:#}", self.bus.service);
+                true
+            }
         }
     }
 
-    fn try_catch_up(&self) -> Result<()> {
+    fn try_catch_up(&self) -> Result<bool> {
         let settings = Settings::load()?;
         let redis = Redis::open(&settings.redis_url)?;
         let key = format!("bus:{}:catch-up", self.bus.service);
         let every = CATCH_UP_EVERY_MS.to_string();
         let reply = redis.run("SET", &[&key, "1", "NX", "PX", &every])?;
         if !reply::is_ok(&reply) {
-            return Ok(());
+            return Ok(false);
         }
-        Session::with(self, settings, redis)?.catch_up(&self.subjects())
+        Session::with(self, settings, redis)?.catch_up(&self.subjects())?;
+        Ok(true)
     }
 
     /// Relays leftovers and drains every stream now, unthrottled.

@@ -155,6 +155,37 @@ impl Deref for Tx<'_> {
     }
 }
 
+/// The version rule (a replica applies version v of a record only on top of v-1), for
+/// an event of `version` that did not apply: nothing to do if the copy holds that
+/// version or a later one already (a redelivery); otherwise the event fails, and is
+/// delivered again after the ack wait, until its predecessors have been applied.
+pub fn not_on_top(what: &str, id: &str, version: u32, held: Option<u32>) -> Result<(), ApiError> {
+    match held {
+        Some(held) if held >= version => Ok(()),
+        held => Err(anyhow::anyhow!(
+            "{what} {id} version {version} waits for version {} (held: {})",
+            version.saturating_sub(1),
+            held.map_or("none".to_owned(), |held| held.to_string())
+        )
+        .into()),
+    }
+}
+
+impl OrderCreated {
+    /// The order's `expiresAt` in milliseconds since the epoch (an error names the
+    /// order when it is not a timestamp).
+    pub fn expires_ms(&self) -> Result<i64, ApiError> {
+        parse_timestamp(&self.expires_at).ok_or_else(|| {
+            anyhow::anyhow!(
+                "order {}: expiresAt `{}` is not a timestamp",
+                self.id,
+                self.expires_at
+            )
+            .into()
+        })
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -167,6 +198,14 @@ pub fn now_ms() -> i64 {
 pub fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// The time of a timestamp like `2026-11-23T10:15:00.000Z` (any RFC 3339 UTC time),
+/// in milliseconds since the epoch; `None` if it is not one.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339(text).ok()?;
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
 }
 
 #[cfg(test)]
@@ -284,5 +323,27 @@ mod tests {
     fn timestamps_are_iso_8601_utc_with_milliseconds() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(timestamp(1_795_428_900_123), "2026-11-23T10:15:00.123Z");
+        assert_eq!(
+            parse_timestamp("2026-11-23T10:15:00.123Z"),
+            Some(1_795_428_900_123)
+        );
+        assert_eq!(parse_timestamp("2026-11-23"), None);
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59.000Z"), None);
+    }
+
+    #[test]
+    fn the_version_rule_skips_what_it_holds_and_waits_for_gaps() {
+        assert!(not_on_top("order", "o1", 1, Some(1)).is_ok());
+        assert!(not_on_top("order", "o1", 1, Some(2)).is_ok());
+        let gap = not_on_top("order", "o1", 3, Some(1)).unwrap_err();
+        assert_eq!(
+            gap.to_string(),
+            "order o1 version 3 waits for version 2 (held: 1)"
+        );
+        let unknown = not_on_top("order", "o1", 1, None).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "order o1 version 1 waits for version 0 (held: none)"
+        );
     }
 }

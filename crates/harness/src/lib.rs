@@ -17,6 +17,8 @@ mod app;
 mod client;
 mod redis_server;
 mod runtime;
+mod shop;
+mod stripe_stub;
 mod stub;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ pub use client::{Client, Reply};
 pub use redis_server::Redis;
 pub use reqwest::Method;
 pub use runtime::Runtime;
+pub use stripe_stub::{StripeStub, StubCharge, StubRefund, StubRequest};
 pub use stub::HttpStub;
 
 /// The repository root (where `spin.toml` is).

@@ -89,6 +89,39 @@ impl Redis {
             .collect()
     }
 
+    /// Whether the consumer group `group` has acked every entry of `stream` (so the
+    /// service applied them, or gave up on them): none pending, none left to read.
+    pub fn group_caught_up(&self, stream: &str, group: &str) -> bool {
+        let mut connection = self.connection();
+        let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut connection)
+            .expect("XREVRANGE");
+        let Some((last_id, _)) = last.into_iter().next() else {
+            return true;
+        };
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query(&mut connection)
+            .expect("XINFO GROUPS");
+        groups.iter().any(|info| {
+            let text = |key: &str| match info.get(key) {
+                Some(redis::Value::BulkString(bytes)) => {
+                    String::from_utf8_lossy(bytes).into_owned()
+                }
+                Some(redis::Value::SimpleString(text)) => text.clone(),
+                Some(redis::Value::Int(number)) => number.to_string(),
+                _ => String::new(),
+            };
+            text("name") == group && text("pending") == "0" && text("last-delivered-id") == last_id
+        })
+    }
+
     /// Adds an entry whose single field `e` is `envelope`, as the bus writes events.
     pub fn add_event(&self, stream: &str, envelope: &str) {
         let _: String = redis::cmd("XADD")

@@ -1,0 +1,44 @@
+//! payments: charge an order through the payment provider exactly once (API.md,
+//! "payments"); keeps a replica of orders from `order:*` events, and refunds the charge
+//! of a paid order that was cancelled anyway.
+
+mod api;
+mod db;
+mod domain;
+mod events;
+mod provider;
+mod refunds;
+
+use ::events::Listener;
+use spin_sdk::http::{IncomingRequest, Response, Router};
+
+// The exports only exist in the wasm build: their symbol names cannot be linked
+// natively, where unit tests run.
+#[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
+pub async fn handle(req: IncomingRequest) -> Response {
+    if listener().catch_up() {
+        refunds::settle_logged();
+    }
+    common::serve(req, &router()).await
+}
+
+#[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
+pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
+    listener().on_doorbell(&payload)?;
+    refunds::settle_logged();
+    Ok(())
+}
+
+fn router() -> Router {
+    let mut router = Router::new();
+    router.post("/api/payments", api::create);
+    router.any("/*", api::not_found);
+    router
+}
+
+fn listener() -> Listener {
+    db::BUS
+        .listener()
+        .on(crate::events::on_order_created)
+        .on(crate::events::on_order_cancelled)
+}

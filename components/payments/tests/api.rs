@@ -1,0 +1,536 @@
+//! payments through the real host (and real Spin, where installed): the whole app
+//! (auth, tickets, orders, expiration publish what payments copies), SQLite and Redis
+//! behind. The provider is the offline sandbox, or a local stand-in for Stripe's API
+//! that records what it was sent. One test per behaviour of API.md's payments section.
+
+use std::time::Duration;
+
+use harness::{App, Client, Redis, Reply, Runtime, StripeStub, eventually};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SECRET_KEY: &str = "sk_test_of_the_payments_tests";
+
+/// The app with the sandbox provider (no `stripe_api_base`), or with Stripe at
+/// `stripe_api_base`.
+fn spawn(runtime: Runtime, window_seconds: u64, stripe_api_base: Option<&str>) -> App {
+    let mut app = App::builder(harness::workspace_root().join("spin.toml"))
+        .runtime(runtime)
+        .with_redis(Redis::start())
+        .variable("jwt_key", "the jwt_key of these tests")
+        .variable("order_expiration_seconds", &window_seconds.to_string())
+        .variable("event_ack_wait_ms", "300");
+    if let Some(api_base) = stripe_api_base {
+        app = app
+            .variable("stripe_secret_key", SECRET_KEY)
+            .variable("stripe_api_base", api_base);
+    }
+    let app = app.start();
+    for channel in [
+        "ticket:created",
+        "order:created",
+        "order:cancelled",
+        "payment:created",
+    ] {
+        app.redis().wait_for_subscribers(channel, 1);
+    }
+    app
+}
+
+/// Every sandbox test runs on the host, and on real Spin when it is installed.
+fn on_every_runtime(test: impl Fn(&App)) {
+    for runtime in Runtime::all() {
+        let app = spawn(runtime, 60, None);
+        eprintln!("on {}", app.runtime.name());
+        test(&app);
+    }
+}
+
+/// The same with Stripe: a fresh stand-in for each runtime.
+fn with_stripe(test: impl Fn(&App, &StripeStub)) {
+    for runtime in Runtime::all() {
+        let stripe = StripeStub::start(SECRET_KEY);
+        let app = spawn(runtime, 60, Some(&stripe.api_base()));
+        eprintln!("on {}", app.runtime.name());
+        test(&app, &stripe);
+    }
+}
+
+/// A seller's ticket at `price`, ordered by `buyer`.
+fn order_at(app: &App, buyer: &Client, price: f64) -> Value {
+    let seller = app.signed_up(&format!("seller{}", harness::random_hex(4)));
+    let ticket = seller.sell("concert", price);
+    buyer.order(&ticket)
+}
+
+fn pay(client: &Client, order: &Value, token: &str) -> Reply {
+    client.post_json(
+        "/api/payments",
+        &json!({"token": token, "orderId": order["id"]}),
+    )
+}
+
+/// Pays, retrying while payments has not heard of the order yet (404).
+fn pay_when_known(client: &Client, order: &Value, token: &str) -> Reply {
+    eventually("payments to know the order", WAIT, || {
+        let reply = pay(client, order, token);
+        (reply.status != 404).then_some(reply)
+    })
+}
+
+/// Waits until payments has applied every event of `subject` published so far. Each
+/// poll is also an HTTP request to payments: its catch-up retries failed events.
+fn payments_caught_up(app: &App, subject: &str) {
+    eventually(&format!("payments to apply every {subject}"), WAIT, || {
+        app.get("/api/payments");
+        app.redis()
+            .group_caught_up(&format!("events:{subject}"), "payments")
+            .then_some(())
+    });
+}
+
+fn message(reply: &Reply) -> Value {
+    reply.json()["errors"][0]["message"].clone()
+}
+
+/// The data of every `payment:created` so far.
+fn payments_published(app: &App) -> Vec<Value> {
+    app.redis()
+        .stream("events:payment:created")
+        .into_iter()
+        .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap()["data"].clone())
+        .collect()
+}
+
+fn event(subject: &str, data: Value) -> Value {
+    json!({
+        "id": harness::random_hex(16), "subject": subject,
+        "occurredAt": "2026-12-03T12:00:00.000Z", "source": "orders", "data": data
+    })
+}
+
+/// No log line names a secret: the Stripe key or a card token.
+fn assert_no_secrets_logged(app: &App) {
+    for line in app.logs() {
+        assert!(
+            !line.contains(SECRET_KEY) && !line.contains("tok_"),
+            "a secret in the log: {line}"
+        );
+    }
+}
+
+#[test]
+fn paying_completes_the_order_and_its_expiry_leaves_it_alone() {
+    for runtime in Runtime::all() {
+        // A payment window short enough to watch the expiry pass.
+        let app = spawn(runtime, 4, None);
+        eprintln!("on {}", app.runtime.name());
+        let buyer = app.signed_up("buyer");
+        let seller = app.signed_up("seller");
+        let ticket = seller.sell("concert", 20.5);
+        let order = buyer.order(&ticket);
+
+        let reply = pay_when_known(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let payment = reply.json();
+        assert_eq!(payment.as_object().unwrap().len(), 1, "{payment}");
+        let published = payments_published(&app);
+        assert_eq!(published.len(), 1);
+        let stripe_id = published[0]["stripeId"].as_str().unwrap();
+        assert!(stripe_id.starts_with("ch_"), "{stripe_id}");
+        assert_eq!(
+            published[0],
+            json!({"id": payment["id"], "orderId": order["id"], "stripeId": stripe_id})
+        );
+        buyer.wait_for_order_status(&order, "complete");
+
+        // The expiry comes, and orders ignores it: the order stays complete and the
+        // ticket stays sold.
+        eventually("the order's expiry", WAIT, || {
+            app.redis()
+                .stream("events:expiration:complete")
+                .iter()
+                .any(|(_, fields)| fields[0].1.contains(order["id"].as_str().unwrap()))
+                .then_some(())
+        });
+        eventually("orders to apply the expiry", WAIT, || {
+            app.redis()
+                .group_caught_up("events:expiration:complete", "orders")
+                .then_some(())
+        });
+        assert_eq!(buyer.order_now(&order)["status"], "complete");
+        let ticket_now = app
+            .get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap()))
+            .json();
+        assert_eq!(ticket_now["orderId"], order["id"]);
+        // Paid stays paid, past the deadline too.
+        let again = pay(&buyer, &order, "tok_visa");
+        assert_eq!(again.status, 400);
+        assert_eq!(message(&again), "Order is already paid");
+
+        // An order left unpaid past its expiresAt cannot be paid, cancelled yet or not.
+        let late = buyer.order(&seller.sell("play", 10.0));
+        payments_caught_up(&app, "order:created");
+        let expires = late["expiresAt"].as_str().unwrap();
+        let deadline = humantime::parse_rfc3339(expires).unwrap();
+        eventually("the deadline to pass", WAIT, || {
+            (std::time::SystemTime::now() > deadline).then_some(())
+        });
+        let reply = pay(&buyer, &late, "tok_visa");
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+        assert_eq!(payments_published(&app).len(), 1);
+    }
+}
+
+#[test]
+fn a_payment_is_checked_in_api_md_order() {
+    on_every_runtime(|app| {
+        let buyer = app.signed_up("buyer");
+        let signed_out = app.new_client();
+        let reply = signed_out.post_json("/api/payments", &json!({}));
+        assert_eq!(reply.status, 401);
+        assert_eq!(message(&reply), "Not authorized");
+
+        for body in [json!({}), json!({"token": "  ", "orderId": 5})] {
+            let reply = buyer.post_json("/api/payments", &body);
+            assert_eq!(reply.status, 400);
+            assert_eq!(
+                reply.json(),
+                json!({"errors": [
+                    {"message": "Token is required", "field": "token"},
+                    {"message": "OrderId is required", "field": "orderId"}
+                ]})
+            );
+        }
+        let reply = buyer.post_raw("/api/payments", "text/plain", b"token=tok_visa".to_vec());
+        assert_eq!(reply.status, 400);
+        assert_eq!(message(&reply), "Request body must be JSON");
+        let reply = buyer.post_json(
+            "/api/payments",
+            &json!({"token": "tok_visa", "orderId": "nope"}),
+        );
+        assert_eq!(reply.status, 404);
+        let reply = buyer.post_json("/api/payments/refunds", &json!({}));
+        assert_eq!(reply.status, 404);
+
+        let order = order_at(app, &buyer, 20.5);
+        let other = app.signed_up("other");
+        let reply = eventually("payments to know the order", WAIT, || {
+            let reply = pay(&other, &order, "tok_visa");
+            (reply.status != 404).then_some(reply)
+        });
+        assert_eq!(reply.status, 401);
+        assert_eq!(message(&reply), "Not authorized");
+
+        // Declined: 400 with the provider's message, nothing stored or published.
+        let reply = pay(&buyer, &order, "tok_chargeDeclined");
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            reply.json(),
+            json!({"errors": [{"message": "Your card was declined."}]})
+        );
+        let reply = pay(&buyer, &order, "tok_unheard_of");
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            message(&reply),
+            "No such token",
+            "the token is not repeated"
+        );
+        assert!(payments_published(app).is_empty());
+        assert_eq!(buyer.order_now(&order)["status"], "created");
+
+        // Another card after a decline goes through, once.
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let reply = pay(&buyer, &order, "tok_mastercard");
+        assert_eq!(reply.status, 400);
+        assert_eq!(message(&reply), "Order is already paid");
+        assert_eq!(payments_published(app).len(), 1);
+
+        // A cancelled order cannot be paid.
+        let cancelled = order_at(app, &buyer, 15.0);
+        payments_caught_up(app, "order:created");
+        let id = cancelled["id"].as_str().unwrap();
+        assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
+        eventually("the cancel to be published", WAIT, || {
+            (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
+        });
+        payments_caught_up(app, "order:cancelled");
+        let reply = pay(&buyer, &cancelled, "tok_visa");
+        assert_eq!(reply.status, 400);
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+        assert_eq!(payments_published(app).len(), 1);
+        assert_no_secrets_logged(app);
+    });
+}
+
+#[test]
+fn stripe_is_sent_one_form_encoded_charge_in_exact_cents() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 19.99);
+        let reply = pay_when_known(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let payment_id = reply.json()["id"].as_str().unwrap().to_owned();
+        let order_id = order["id"].as_str().unwrap();
+
+        let requests = stripe.requests();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        let request = &requests[0];
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/v1/charges")
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {SECRET_KEY}").as_str())
+        );
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            request.header("idempotency-key"),
+            Some(format!("charge-{order_id}-{payment_id}").as_str())
+        );
+        // 19.99 × 100 is 1998.9999999999998 in floating point: the amount is exact.
+        assert_eq!(request.field("amount"), Some("1999"));
+        assert_eq!(request.field("currency"), Some("usd"));
+        assert_eq!(request.field("source"), Some("tok_visa"));
+        assert_eq!(request.field("metadata[orderId]"), Some(order_id));
+        assert_eq!(
+            request.field("metadata[paymentId]"),
+            Some(payment_id.as_str())
+        );
+
+        let charges = stripe.charges();
+        assert_eq!(charges.len(), 1);
+        assert_eq!(
+            payments_published(app),
+            [json!({"id": payment_id, "orderId": order_id, "stripeId": charges[0].id})]
+        );
+        buyer.wait_for_order_status(&order, "complete");
+
+        let big = order_at(app, &buyer, 123_456.78);
+        let reply = pay_when_known(&buyer, &big, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        assert_eq!(stripe.charges()[1].amount, 12_345_678);
+        assert_no_secrets_logged(app);
+    });
+}
+
+#[test]
+fn a_decline_stores_and_publishes_nothing_and_the_next_card_is_a_new_attempt() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        let reply = pay_when_known(&buyer, &order, "tok_chargeDeclined");
+        assert_eq!(reply.status, 400);
+        assert_eq!(message(&reply), "Your card was declined.");
+        assert!(stripe.charges().is_empty());
+        assert!(payments_published(app).is_empty());
+        assert_eq!(buyer.order_now(&order)["status"], "created");
+
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let keys: Vec<String> = stripe
+            .requests()
+            .iter()
+            .map(|request| request.header("idempotency-key").unwrap().to_owned())
+            .collect();
+        assert_eq!(keys.len(), 2);
+        assert_ne!(keys[0], keys[1], "a new attempt has a new key");
+        assert_eq!(stripe.charges().len(), 1);
+        assert_eq!(payments_published(app).len(), 1);
+    });
+}
+
+#[test]
+fn a_lost_answer_gives_500_and_the_retry_completes_the_same_charge() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.lose_next_answers(1);
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        assert_eq!(message(&reply), "Something went wrong");
+        // Stripe charged; payments does not know it yet, and claims nothing.
+        assert_eq!(stripe.charges().len(), 1);
+        assert!(payments_published(app).is_empty());
+        assert_eq!(buyer.order_now(&order)["status"], "created");
+
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let requests = stripe.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[0].header("idempotency-key"),
+            requests[1].header("idempotency-key"),
+            "the retry re-sends the same attempt"
+        );
+        let charges = stripe.charges();
+        assert_eq!(charges.len(), 1, "charged once");
+        assert_eq!(
+            payments_published(app)[0]["stripeId"],
+            charges[0].id.as_str()
+        );
+        buyer.wait_for_order_status(&order, "complete");
+    });
+}
+
+#[test]
+fn an_unreachable_provider_gives_500_and_nothing_is_paid() {
+    for runtime in Runtime::all() {
+        // A loopback port nobody listens on.
+        let closed = format!("http://127.0.0.1:{}", harness::free_port());
+        let app = spawn(runtime, 60, Some(&closed));
+        eprintln!("on {}", app.runtime.name());
+        let buyer = app.signed_up("buyer");
+        let order = order_at(&app, &buyer, 20.0);
+        let reply = pay_when_known(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        // Not stored as paid: asking again tries again.
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        assert!(payments_published(&app).is_empty());
+        assert_eq!(buyer.order_now(&order)["status"], "created");
+        assert_no_secrets_logged(&app);
+    }
+}
+
+#[test]
+fn concurrent_payments_for_one_order_charge_once() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.hold_charges();
+        let replies = std::thread::scope(|scope| {
+            let payers: Vec<_> = (0..5)
+                .map(|_| scope.spawn(|| pay(&buyer, &order, "tok_visa")))
+                .collect();
+            stripe.wait_for_held_charges(1);
+            // The others find the payment in flight and answer without waiting.
+            eventually("the other payments to be refused", WAIT, || {
+                (payers.iter().filter(|payer| payer.is_finished()).count() == 4).then_some(())
+            });
+            stripe.release_charges();
+            payers
+                .into_iter()
+                .map(|payer| payer.join().unwrap())
+                .collect::<Vec<Reply>>()
+        });
+        let mut statuses: Vec<u16> = replies.iter().map(|reply| reply.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 400, 400, 400, 400]);
+        for reply in replies.iter().filter(|reply| reply.status == 400) {
+            assert_eq!(message(reply), "Order is already paid");
+        }
+        assert_eq!(stripe.requests().len(), 1);
+        assert_eq!(stripe.charges().len(), 1);
+        assert_eq!(payments_published(app).len(), 1);
+    });
+}
+
+#[test]
+fn a_charge_that_lands_after_the_order_was_cancelled_is_refunded() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.hold_charges();
+        let reply = std::thread::scope(|scope| {
+            let payer = scope.spawn(|| pay(&buyer, &order, "tok_visa"));
+            stripe.wait_for_held_charges(1);
+            let id = order["id"].as_str().unwrap();
+            assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
+            eventually("the cancel to be published", WAIT, || {
+                (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
+            });
+            payments_caught_up(app, "order:cancelled");
+            stripe.release_charges();
+            payer.join().unwrap()
+        });
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+        let charges = stripe.charges();
+        assert_eq!(charges.len(), 1);
+        let refunds = eventually("the refund", WAIT, || {
+            let refunds = stripe.refunds();
+            (!refunds.is_empty()).then_some(refunds)
+        });
+        assert_eq!(refunds.len(), 1);
+        assert_eq!(refunds[0].charge, charges[0].id);
+        let published = payments_published(app);
+        assert_eq!(published.len(), 1, "the charge happened, and is published");
+        let payment_id = published[0]["id"].as_str().unwrap();
+        assert_eq!(
+            refunds[0].idempotency_key.as_deref(),
+            Some(format!("refund-{payment_id}").as_str())
+        );
+        assert_eq!(buyer.order_now(&order)["status"], "cancelled");
+    });
+}
+
+#[test]
+fn a_paid_order_cancelled_anyway_is_refunded_once() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        let reply = pay_when_known(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        // orders cancelled it at the deadline before it heard of the payment: the
+        // cancel reaches payments after the charge.
+        let cancel = event(
+            "order:cancelled",
+            json!({"id": order["id"], "version": 1, "ticket": {"id": order["ticket"]["id"]}}),
+        );
+        app.redis().publish_event(&cancel);
+        let refunds = eventually("the refund", WAIT, || {
+            let refunds = stripe.refunds();
+            (!refunds.is_empty()).then_some(refunds)
+        });
+        assert_eq!(refunds[0].charge, stripe.charges()[0].id);
+        // The same event again, and another cancel of that version: nothing more.
+        app.redis().publish_event(&cancel);
+        app.redis().publish_event(&event(
+            "order:cancelled",
+            json!({"id": order["id"], "version": 1, "ticket": {"id": order["ticket"]["id"]}}),
+        ));
+        payments_caught_up(app, "order:cancelled");
+        assert_eq!(stripe.refunds().len(), 1);
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+    });
+}
+
+#[test]
+fn a_cancel_that_overtakes_its_order_is_applied_after_it() {
+    on_every_runtime(|app| {
+        let buyer = app.signed_up("buyer");
+        let order_id = harness::random_hex(16);
+        let expires_at = "2099-01-01T00:00:00.000Z";
+        // order:cancelled (version 1) first: it waits for version 0.
+        app.redis().publish_event(&event(
+            "order:cancelled",
+            json!({"id": order_id, "version": 1, "ticket": {"id": "t1"}}),
+        ));
+        app.wait_for_log("the cancel waiting", |line| {
+            line.contains(&order_id) && line.contains("waits for version 0")
+        });
+        app.redis().publish_event(&event(
+            "order:created",
+            json!({
+                "id": order_id, "version": 0, "status": "created", "userId": buyer.user_id(),
+                "expiresAt": expires_at, "ticket": {"id": "t1", "price": 12.5}
+            }),
+        ));
+        payments_caught_up(app, "order:created");
+        payments_caught_up(app, "order:cancelled");
+        let reply = pay(&buyer, &json!({"id": order_id}), "tok_visa");
+        assert_eq!(reply.status, 400, "{}", reply.text());
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+    });
+}

@@ -180,6 +180,35 @@ fn record(conn: &Connection, payment: &Payment, stripe_id: &str) -> Result<Respo
     }
 }
 
+/// `GET /api/payments/config`: which provider the web app pays through,
+/// `{provider: "stripe" | "sandbox", publishableKey?}` (the key Stripe.js needs, from
+/// `stripe_publishable_key`; never the secret key).
+pub fn config(_req: Request, _params: Params) -> Response {
+    respond(try_config())
+}
+
+fn try_config() -> Result<Response, ApiError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Config {
+        provider: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        publishable_key: Option<String>,
+    }
+    let provider = provider::configured()?;
+    let publishable_key = (provider.name() == "stripe")
+        .then(|| spin_sdk::variables::get("stripe_publishable_key").unwrap_or_default())
+        .map(|key| key.trim().to_owned())
+        .filter(|key| !key.is_empty());
+    Ok(json_response(
+        200,
+        &Config {
+            provider: provider.name(),
+            publishable_key,
+        },
+    ))
+}
+
 /// Any other path or method under `/api/payments`.
 pub fn not_found(_req: Request, _params: Params) -> Response {
     ApiError::NotFound.into_response()

@@ -32,6 +32,7 @@ pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
 fn router() -> Router {
     let mut router = Router::new();
     router.post("/api/payments", api::create);
+    router.get("/api/payments/config", api::config);
     router.any("/*", api::not_found);
     router
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET_KEY: &str = "sk_test_of_the_payments_tests";
+const PUBLISHABLE_KEY: &str = "pk_test_of_the_payments_tests";
 
 /// The app with the sandbox provider (no `stripe_api_base`), or with Stripe at
 /// `stripe_api_base`.
@@ -23,6 +24,7 @@ fn spawn(runtime: Runtime, window_seconds: u64, stripe_api_base: Option<&str>) -
     if let Some(api_base) = stripe_api_base {
         app = app
             .variable("stripe_secret_key", SECRET_KEY)
+            .variable("stripe_publishable_key", PUBLISHABLE_KEY)
             .variable("stripe_api_base", api_base);
     }
     let app = app.start();
@@ -213,6 +215,9 @@ fn a_payment_is_checked_in_api_md_order() {
         assert_eq!(reply.status, 404);
         let reply = buyer.post_json("/api/payments/refunds", &json!({}));
         assert_eq!(reply.status, 404);
+        let reply = signed_out.get("/api/payments/config");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json(), json!({"provider": "sandbox"}));
 
         let order = order_at(app, &buyer, 20.5);
         let other = app.signed_up("other");
@@ -316,6 +321,11 @@ fn stripe_is_sent_one_form_encoded_charge_in_exact_cents() {
         let reply = pay_when_known(&buyer, &big, "tok_visa");
         assert_eq!(reply.status, 201, "{}", reply.text());
         assert_eq!(stripe.charges()[1].amount, 12_345_678);
+        let config = app.get("/api/payments/config").json();
+        assert_eq!(
+            config,
+            json!({"provider": "stripe", "publishableKey": PUBLISHABLE_KEY})
+        );
         assert_no_secrets_logged(app);
     });
 }

@@ -1,0 +1,179 @@
+//! One order: the seconds left to pay, the payment form, and what became of it.
+
+use gloo_timers::callback::Interval;
+use yew::prelude::*;
+use yew_router::prelude::*;
+
+use super::{Errors, Field, Loading, field_error};
+use crate::api::{self, ApiError, Order, PaymentsConfig};
+use crate::app::Route;
+use crate::format;
+
+#[derive(Properties, PartialEq)]
+pub struct OrderProps {
+    pub id: String,
+}
+
+#[function_component(OrderPage)]
+pub fn order_page(props: &OrderProps) -> Html {
+    let order = use_state(|| None::<Result<Order, ApiError>>);
+    // Bumped to read the order again (after the deadline, to show the cancellation).
+    let reloads = use_state(|| 0u32);
+    // Counts seconds: each tick renders the countdown again.
+    let ticks = use_state(|| 0u32);
+    {
+        let order = order.clone();
+        use_effect_with((props.id.clone(), *reloads), move |(id, _)| {
+            let id = id.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                order.set(Some(api::order(&id).await));
+            });
+        });
+    }
+    {
+        let ticks = ticks.clone();
+        use_effect_with((), move |_| {
+            let mut count = 0u32;
+            let interval = Interval::new(1_000, move || {
+                count = count.wrapping_add(1);
+                ticks.set(count);
+            });
+            move || drop(interval)
+        });
+    }
+    let awaiting_cancellation = matches!(&*order, Some(Ok(order))
+        if is_open(order) && format::seconds_until(&order.expires_at).unwrap_or(0) <= 0);
+    {
+        // Past the deadline: read the order again every other second until the
+        // cancellation shows (at most 30 times).
+        let reloads = reloads.clone();
+        use_effect_with((awaiting_cancellation, *ticks / 2), move |(waiting, _)| {
+            if *waiting && *reloads < 30 {
+                reloads.set(*reloads + 1);
+            }
+        });
+    }
+    let body = match &*order {
+        None => html! { <Loading /> },
+        Some(Err(err)) if err.is_not_found() => html! {
+            <>
+                <h1>{ "Order not found" }</h1>
+                <p><Link<Route> to={Route::Orders}>{ "My orders" }</Link<Route>></p>
+            </>
+        },
+        Some(Err(err)) => html! { <Errors error={Some(err.clone())} /> },
+        Some(Ok(order)) => {
+            let left = format::seconds_until(&order.expires_at).unwrap_or(0);
+            let state = match order.status.as_str() {
+                "complete" => html! {
+                    <p class="notice success" role="status">{ "Paid. " }
+                        <Link<Route> to={Route::Orders}>{ "My orders" }</Link<Route>></p>
+                },
+                "cancelled" if left <= 0 => html! {
+                    <p class="notice" role="status">{ "Order expired. The ticket is for sale again." }</p>
+                },
+                "cancelled" => html! {
+                    <p class="notice" role="status">{ "This order was cancelled." }</p>
+                },
+                _ if left <= 0 => html! {
+                    <p class="notice" role="status">{ "Order expired" }</p>
+                },
+                _ => html! {
+                    <>
+                        <p class="countdown" aria-live="off">
+                            { "Time left to pay: " }
+                            <strong aria-label={format!("{left} seconds")}>{ format::countdown(left) }</strong>
+                            { format!(" ({left} seconds)") }
+                        </p>
+                        <PayForm order_id={order.id.clone()} />
+                    </>
+                },
+            };
+            html! {
+                <>
+                    <h1>{ format!("Order: {}", order.ticket.title) }</h1>
+                    <p class="price big">{ format::price(order.ticket.price) }</p>
+                    <p>{ "Status: " }<span class={classes!("status", order.status.replace(':', "-"))}>{ format::status(&order.status) }</span></p>
+                    { state }
+                </>
+            }
+        }
+    };
+    html! { <section class="card narrow">{ body }</section> }
+}
+
+fn is_open(order: &Order) -> bool {
+    matches!(order.status.as_str(), "created" | "awaiting:payment")
+}
+
+#[derive(Properties, PartialEq)]
+struct PayProps {
+    order_id: String,
+}
+
+#[function_component(PayForm)]
+fn pay_form(props: &PayProps) -> Html {
+    let navigator = use_navigator();
+    let config = use_state(|| None::<Result<PaymentsConfig, ApiError>>);
+    let token = use_state(|| "tok_visa".to_owned());
+    let error = use_state(|| None::<ApiError>);
+    let busy = use_state(|| false);
+    {
+        let config = config.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                config.set(Some(api::payments_config().await));
+            });
+        });
+    }
+    let onsubmit = {
+        let (token, error, busy) = (token.clone(), error.clone(), busy.clone());
+        let order_id = props.order_id.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            if *busy {
+                return;
+            }
+            busy.set(true);
+            let (token, error, busy, navigator, order_id) = (
+                (*token).clone(),
+                error.clone(),
+                busy.clone(),
+                navigator.clone(),
+                order_id.clone(),
+            );
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = api::pay(&order_id, &token).await;
+                busy.set(false);
+                match result {
+                    Ok(_) => {
+                        if let Some(navigator) = navigator {
+                            navigator.push(&Route::Orders);
+                        }
+                    }
+                    Err(err) => error.set(Some(err)),
+                }
+            });
+        })
+    };
+    let on_token = {
+        let token = token.clone();
+        Callback::from(move |value| token.set(value))
+    };
+    match &*config {
+        None => html! { <Loading /> },
+        Some(Err(err)) => html! { <Errors error={Some(err.clone())} /> },
+        Some(Ok(config)) if config.provider == "stripe" => html! {
+            <p class="notice">{ "Card payments through Stripe are not available in this build yet." }</p>
+        },
+        Some(Ok(_)) => html! {
+            <form class="pay" {onsubmit} novalidate=true>
+                <Field id="token" label="Card token" value={(*token).clone()} oninput={on_token}
+                    hint="Sandbox payments: tok_visa is charged, tok_chargeDeclined is declined."
+                    error={field_error(&error, "token")} />
+                <Errors error={(*error).clone()} />
+                <button type="submit" class="primary" disabled={*busy}>{ "Pay" }</button>
+            </form>
+        },
+    }
+}

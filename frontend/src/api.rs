@@ -40,6 +40,13 @@ pub struct Order {
     pub ticket: OrderedTicket,
 }
 
+impl Order {
+    /// Still waiting for its payment (or its deadline).
+    pub fn is_open(&self) -> bool {
+        matches!(self.status.as_str(), "created" | "awaiting:payment")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PaymentsConfig {
     pub provider: String,
@@ -64,6 +71,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A message of the app's own, shown like the API's.
+    pub fn message(message: &str) -> ApiError {
+        ApiError::general(0, message)
+    }
+
     fn general(status: u16, message: &str) -> ApiError {
         ApiError {
             status,
@@ -100,19 +112,23 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 async fn send<T: DeserializeOwned>(request: Result<Request, gloo_net::Error>) -> ApiResult<T> {
     let request = request.map_err(|_| ApiError::general(0, "The request could not be made."))?;
-    let response = request
-        .send()
-        .await
-        .map_err(|_| ApiError::general(0, "The server cannot be reached. Try again in a moment."))?;
+    let response = request.send().await.map_err(|_| {
+        ApiError::general(0, "The server cannot be reached. Try again in a moment.")
+    })?;
     read(response).await
 }
 
 async fn read<T: DeserializeOwned>(response: Response) -> ApiResult<T> {
-    let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    if response.ok() {
+    answer(response.status(), &text)
+}
+
+/// What an answer means: the value on a success, else the API's errors (or a general
+/// message when the body holds none: a proxy's page, an empty 502).
+fn answer<T: DeserializeOwned>(status: u16, text: &str) -> ApiResult<T> {
+    if (200..300).contains(&status) {
         // 204 and `{}` answers are read as `null` where the caller expects `()`.
-        let text = if text.trim().is_empty() { "null" } else { &text };
+        let text = if text.trim().is_empty() { "null" } else { text };
         return serde_json::from_str(text)
             .map_err(|_| ApiError::general(status, "The server's answer could not be read."));
     }
@@ -120,12 +136,15 @@ async fn read<T: DeserializeOwned>(response: Response) -> ApiResult<T> {
     struct Errors {
         errors: Vec<ErrorEntry>,
     }
-    match serde_json::from_str::<Errors>(&text) {
+    match serde_json::from_str::<Errors>(text) {
         Ok(body) if !body.errors.is_empty() => Err(ApiError {
             status,
             errors: body.errors,
         }),
-        _ => Err(ApiError::general(status, "Something went wrong. Try again in a moment.")),
+        _ => Err(ApiError::general(
+            status,
+            "Something went wrong. Try again in a moment.",
+        )),
     }
 }
 
@@ -155,11 +174,19 @@ struct Credentials<'a> {
 }
 
 pub async fn sign_up(email: &str, password: &str) -> ApiResult<User> {
-    send(json(Request::post("/api/users/signup"), &Credentials { email, password })).await
+    send(json(
+        Request::post("/api/users/signup"),
+        &Credentials { email, password },
+    ))
+    .await
 }
 
 pub async fn sign_in(email: &str, password: &str) -> ApiResult<User> {
-    send(json(Request::post("/api/users/signin"), &Credentials { email, password })).await
+    send(json(
+        Request::post("/api/users/signin"),
+        &Credentials { email, password },
+    ))
+    .await
 }
 
 pub async fn sign_out() -> ApiResult<()> {
@@ -182,7 +209,11 @@ struct NewTicket<'a> {
 }
 
 pub async fn create_ticket(title: &str, price: &str) -> ApiResult<Ticket> {
-    send(json(Request::post("/api/tickets"), &NewTicket { title, price })).await
+    send(json(
+        Request::post("/api/tickets"),
+        &NewTicket { title, price },
+    ))
+    .await
 }
 
 #[derive(Serialize)]
@@ -221,12 +252,71 @@ struct Payment {
 
 /// Pays for the order; the payment's id.
 pub async fn pay(order_id: &str, token: &str) -> ApiResult<String> {
-    let payment: Payment =
-        send(json(Request::post("/api/payments"), &NewPayment { token, order_id })).await?;
+    let payment: Payment = send(json(
+        Request::post("/api/payments"),
+        &NewPayment { token, order_id },
+    ))
+    .await?;
     Ok(payment.id)
 }
 
 /// An id from the address bar, safe inside a path.
 fn encode(id: &str) -> String {
     js_sys::encode_uri_component(id).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successes_are_read_and_unit_answers_are_nothing() {
+        let user: User = answer(201, r#"{"id":"u1","email":"a@b.c"}"#).unwrap();
+        assert_eq!(user.email, "a@b.c");
+        let _: Option<Nothing> = answer(204, "").unwrap();
+        let _: Option<Nothing> = answer(200, "{}").unwrap();
+        let ticket: Ticket = answer(
+            200,
+            r#"{"id":"t","title":"x","price":20.5,"userId":"u","version":0}"#,
+        )
+        .unwrap();
+        assert_eq!(ticket.order_id, None);
+        let garbled = answer::<User>(200, "<html>").unwrap_err();
+        assert_eq!(
+            garbled.general_messages(),
+            ["The server's answer could not be read."]
+        );
+    }
+
+    #[test]
+    fn failures_keep_the_apis_errors_by_field() {
+        let error = answer::<User>(
+            400,
+            r#"{"errors":[{"message":"Email must be valid","field":"email"},{"message":"Email in use"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.status, 400);
+        assert_eq!(error.for_field("email"), Some("Email must be valid"));
+        assert_eq!(error.for_field("password"), None);
+        assert_eq!(error.general_messages(), ["Email in use"]);
+        let not_found = answer::<Ticket>(404, r#"{"errors":[{"message":"Not Found"}]}"#);
+        assert!(not_found.unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn any_other_failure_is_a_general_message_never_a_panic() {
+        for (status, body) in [
+            (500, ""),
+            (502, "<html>Bad gateway</html>"),
+            (400, "{\"errors\":[]}"),
+            (413, "null"),
+        ] {
+            let error = answer::<User>(status, body).unwrap_err();
+            assert_eq!(error.status, status);
+            assert_eq!(
+                error.general_messages(),
+                ["Something went wrong. Try again in a moment."]
+            );
+        }
+    }
 }

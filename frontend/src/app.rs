@@ -5,7 +5,7 @@ use yew_router::prelude::*;
 
 use crate::api;
 use crate::pages;
-use crate::session::{Session, SessionHandle, use_session};
+use crate::session::{Session, SessionEvent, SessionHandle, use_session};
 
 /// The original client's paths.
 #[derive(Debug, Clone, PartialEq, Routable)]
@@ -52,16 +52,14 @@ fn switch(route: Route) -> Html {
 
 #[function_component(App)]
 pub fn app() -> Html {
-    let session: SessionHandle = use_state(|| Session::Loading);
+    let session: SessionHandle = use_reducer(|| Session::Loading);
     {
         let session = session.clone();
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
-                session.set(match api::current_user().await {
-                    Ok(Some(user)) => Session::SignedIn(user),
-                    // Signed out, or the API is not answering: the pages say so.
-                    Ok(None) | Err(_) => Session::SignedOut,
-                });
+                // Signed out, or the API is not answering: the pages say so.
+                let user = api::current_user().await.ok().flatten();
+                session.dispatch(SessionEvent::Found(user));
             });
         });
     }

@@ -6,11 +6,20 @@ pub fn price(price: f64) -> String {
 }
 
 /// A price as typed, shown with two decimals once the field loses focus (`12.5` →
-/// `12.50`); left as it is when it is not a number, for the API to say why.
+/// `12.50`, `12` → `12.00`). Anything else is left exactly as typed, for the API to
+/// say why: never rounded (`0.001` stays, rather than turning into a valid-looking
+/// `0.00`), never a number the user did not write.
 pub fn price_input(text: &str) -> String {
-    match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() => format!("{value:.2}"),
-        _ => text.to_owned(),
+    let trimmed = text.trim();
+    let (whole, decimals) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+    let is_plain = !whole.is_empty()
+        && whole.bytes().all(|byte| byte.is_ascii_digit())
+        && decimals.len() <= 2
+        && decimals.bytes().all(|byte| byte.is_ascii_digit());
+    if is_plain {
+        format!("{whole}.{decimals:0<2}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -38,5 +47,32 @@ pub fn status(status: &str) -> &str {
         "cancelled" => "Cancelled",
         "complete" => "Paid",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_get_two_decimals_without_changing_their_value() {
+        assert_eq!(price_input("12"), "12.00");
+        assert_eq!(price_input("12.5"), "12.50");
+        assert_eq!(price_input(" 49.99 "), "49.99");
+        assert_eq!(price_input("0"), "0.00");
+        assert_eq!(price_input("7."), "7.00");
+        for kept in ["", "abc", "0.001", "1e3", "-5", ".5", "12,50", "1.2.3"] {
+            assert_eq!(price_input(kept), kept);
+        }
+    }
+
+    #[test]
+    fn countdowns_and_statuses_read_well() {
+        assert_eq!(countdown(899), "14:59");
+        assert_eq!(countdown(5), "0:05");
+        assert_eq!(countdown(-3), "0:00");
+        assert_eq!(status("awaiting:payment"), "Awaiting payment");
+        assert_eq!(status("complete"), "Paid");
+        assert_eq!(price(20.5), "$20.50");
     }
 }

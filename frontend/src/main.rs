@@ -7,6 +7,7 @@ mod app;
 mod format;
 mod pages;
 mod session;
+mod stripe;
 
 fn main() {
     yew::Renderer::<app::App>::new().render();

@@ -68,6 +68,10 @@ pub fn build_apps(project: &Project, manifests: &[&str]) -> Result<Vec<Built>> {
             built.push(Built { component, module });
         }
     }
+    // The app's `web` component serves the built web app.
+    if manifests.contains(&APP) {
+        crate::web::build(project)?;
+    }
     Ok(built)
 }
 

@@ -12,9 +12,10 @@ mod setup;
 mod test;
 mod toolchain;
 mod up;
+mod web;
 mod wit;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -25,12 +26,16 @@ use crate::toolchain::Toolchain;
 const HELP: &str = "\
 cargo xtask <command>
 
-  setup       install what is missing (redis-server; Debian's wasm toolchain when
-              rustup has no wasm32-wasip1 target); a second run is a no-op
+  setup       install what is missing (redis-server, binaryen, chromium and its
+              driver; Debian's wasm toolchain when rustup has no wasm32-wasip1
+              target); a second run is a no-op
   codegen     regenerate crates/events/src/contracts.rs from wit/events.wit
-  build       build every component in spin.toml for wasm32-wasip1 (release);
+  build       build every component in spin.toml for wasm32-wasip1 (release), and
+              the web app (frontend/) into target/web/;
               `build <manifest>…` builds those manifests' components instead
-  test        THE test command: setup, fmt, clippy, unit tests, build, world checks
+  test        THE test command: setup, fmt, clippy, unit tests, build, world checks,
+              black-box and browser tests
+  screenshots run the browser tests and keep their screenshots in docs/screenshots/
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
   bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
@@ -61,6 +66,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("codegen") => codegen::run(&project),
         Some("build") => build::run(&project, &args[1..]).map(drop),
         Some("test") => test::run(&project),
+        Some("screenshots") => test::screenshots(&project),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
         Some("events") => events::run(&project, &args[1..]),
@@ -79,7 +85,13 @@ pub struct Project {
 
 impl Project {
     fn open() -> Result<Project> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        // `cargo run` says where xtask's manifest is at run time; the path compiled in
+        // is only a fallback, since a target directory shared by two checkouts may
+        // hold a binary compiled in the other one.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = manifest_dir
             .parent()
             .expect("xtask lives one level below the workspace root")
             .to_path_buf();

@@ -14,6 +14,14 @@ pub fn run(project: &Project) -> Result<()> {
     if !on_path("redis-server") {
         wanted.push("redis-server");
     }
+    // `wasm-opt`, which shrinks the web app's module.
+    if !on_path("wasm-opt") {
+        wanted.push("binaryen");
+    }
+    // The browser tests: Chromium, driven over WebDriver by its chromedriver.
+    if !on_path("chromedriver") {
+        wanted.extend(["chromium", "chromium-driver"]);
+    }
     let missing: Vec<&str> = wanted
         .into_iter()
         .filter(|package| !is_installed(sh, package))

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::{Result, bail};
 
 use crate::up::spin_on_path;
-use crate::{Project, build, codegen, manifest, setup, step, wit};
+use crate::{Project, build, codegen, manifest, setup, step, web, wit};
 
 /// A component that imports outbound HTTP and key-value; the `auth` world grants neither.
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
@@ -14,8 +14,17 @@ pub fn run(project: &Project) -> Result<()> {
     setup::run(project)?;
     let cargo = || project.toolchain.cargo(&project.sh);
 
-    step("Formatting: cargo fmt --check");
+    step("Formatting: cargo fmt --check (the workspace, and the web app in frontend/)");
     cargo().args(["fmt", "--all", "--check"]).run()?;
+    cargo()
+        .args([
+            "fmt",
+            "--all",
+            "--check",
+            "--manifest-path",
+            "frontend/Cargo.toml",
+        ])
+        .run()?;
 
     step("Generated code: crates/events/src/contracts.rs matches wit/events.wit");
     codegen::check(project)?;
@@ -24,6 +33,11 @@ pub fn run(project: &Project) -> Result<()> {
     cargo()
         .args(["clippy", "--workspace", "--all-targets", "--locked"])
         .args(["--", "--deny", "warnings"])
+        .run()?;
+
+    step("Lints: clippy on the web app, for the browser");
+    web::frontend_cargo(project, "clippy")
+        .args(["--locked", "--", "--deny", "warnings"])
         .run()?;
 
     // The black-box tests run the built components: build them first.
@@ -67,8 +81,39 @@ pub fn run(project: &Project) -> Result<()> {
         Some(version) => eprintln!("real Spin found ({version}): behaviour tests also run on it"),
         None => eprintln!("no Spin >= 3.6 on PATH: behaviour tests run on the project's host only"),
     }
+    step("Unit tests of the web app (its pure parts, natively)");
+    cargo()
+        .args(["test", "--locked", "--manifest-path", "frontend/Cargo.toml"])
+        .arg("--target-dir")
+        .arg(web::frontend_target_dir(project))
+        .run()?;
+    step("Unit, black-box and browser tests of the workspace");
     cargo().args(["test", "--workspace", "--locked"]).run()?;
+    eprintln!(
+        "the browser tests' screenshots are in target/browser/screenshots/ \
+         (`cargo xtask screenshots` refreshes docs/screenshots/)"
+    );
 
     step("All tests passed");
+    Ok(())
+}
+
+/// `cargo xtask screenshots`: runs the browser tests, which write their screenshots of
+/// the main pages into docs/screenshots/ (the README shows them).
+pub fn screenshots(project: &Project) -> Result<()> {
+    setup::run(project)?;
+    build::build_apps(project, &[build::APP])?;
+    let cargo = || project.toolchain.cargo(&project.sh);
+    step("Building the host the tests run the app on");
+    cargo()
+        .args(["build", "--package", "host", "--locked"])
+        .run()?;
+    step("Browser tests, saving screenshots into docs/screenshots/");
+    let dir = project.root.join("docs/screenshots");
+    std::fs::create_dir_all(&dir)?;
+    cargo()
+        .args(["test", "--package", "web", "--test", "browser", "--locked"])
+        .env("TICKETING_SCREENSHOTS", &dir)
+        .run()?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use yew_router::prelude::*;
 use super::{Errors, Field, field_error};
 use crate::api::{self, ApiError};
 use crate::app::Route;
-use crate::session::{Session, use_session};
+use crate::session::{SessionEvent, use_session};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -43,8 +43,12 @@ pub fn auth_form(props: &AuthProps) -> Html {
             }
             busy.set(true);
             let (email, password) = ((*email).clone(), (*password).clone());
-            let (error, busy, session, navigator) =
-                (error.clone(), busy.clone(), session.clone(), navigator.clone());
+            let (error, busy, session, navigator) = (
+                error.clone(),
+                busy.clone(),
+                session.clone(),
+                navigator.clone(),
+            );
             wasm_bindgen_futures::spawn_local(async move {
                 let result = match mode {
                     Mode::SignUp => api::sign_up(&email, &password).await,
@@ -53,7 +57,7 @@ pub fn auth_form(props: &AuthProps) -> Html {
                 busy.set(false);
                 match result {
                     Ok(user) => {
-                        session.set(Session::SignedIn(user));
+                        session.dispatch(SessionEvent::SignedIn(user));
                         if let Some(navigator) = navigator {
                             navigator.push(&Route::Home);
                         }
@@ -100,7 +104,7 @@ pub fn sign_out() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 match api::sign_out().await {
                     Ok(()) => {
-                        session.set(Session::SignedOut);
+                        session.dispatch(SessionEvent::SignedOut);
                         if let Some(navigator) = navigator {
                             navigator.push(&Route::Home);
                         }

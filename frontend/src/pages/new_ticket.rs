@@ -26,7 +26,8 @@ pub fn new_ticket() -> Html {
         };
     }
     let onsubmit = {
-        let (title, price, error, busy) = (title.clone(), price.clone(), error.clone(), busy.clone());
+        let (title, price, error, busy) =
+            (title.clone(), price.clone(), error.clone(), busy.clone());
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             if *busy {

@@ -8,6 +8,7 @@ use super::{Errors, Field, Loading, field_error};
 use crate::api::{self, ApiError, Order, PaymentsConfig};
 use crate::app::Route;
 use crate::format;
+use crate::stripe;
 
 #[derive(Properties, PartialEq)]
 pub struct OrderProps {
@@ -42,7 +43,7 @@ pub fn order_page(props: &OrderProps) -> Html {
         });
     }
     let awaiting_cancellation = matches!(&*order, Some(Ok(order))
-        if is_open(order) && format::seconds_until(&order.expires_at).unwrap_or(0) <= 0);
+        if order.is_open() && format::seconds_until(&order.expires_at).unwrap_or(0) <= 0);
     {
         // Past the deadline: read the order again every other second until the
         // cancellation shows (at most 30 times).
@@ -102,19 +103,22 @@ pub fn order_page(props: &OrderProps) -> Html {
     html! { <section class="card narrow">{ body }</section> }
 }
 
-fn is_open(order: &Order) -> bool {
-    matches!(order.status.as_str(), "created" | "awaiting:payment")
-}
-
 #[derive(Properties, PartialEq)]
 struct PayProps {
     order_id: String,
+}
+
+/// Where the card token comes from: typed (the sandbox) or Stripe.js's card field.
+enum Source {
+    Typed(String),
+    Card(stripe::Card),
 }
 
 #[function_component(PayForm)]
 fn pay_form(props: &PayProps) -> Html {
     let navigator = use_navigator();
     let config = use_state(|| None::<Result<PaymentsConfig, ApiError>>);
+    let card = use_state(|| None::<Result<stripe::Card, String>>);
     let token = use_state(|| "tok_visa".to_owned());
     let error = use_state(|| None::<ApiError>);
     let busy = use_state(|| false);
@@ -126,24 +130,55 @@ fn pay_form(props: &PayProps) -> Html {
             });
         });
     }
+    let publishable_key = match &*config {
+        Some(Ok(config)) if config.provider == "stripe" => config.publishable_key.clone(),
+        _ => None,
+    };
+    {
+        // With Stripe: load Stripe.js and mount its card field once the form is shown.
+        let card = card.clone();
+        use_effect_with(publishable_key.clone(), move |key| {
+            if let Some(key) = key.clone() {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let mounted = match stripe::load().await {
+                        Ok(()) => stripe::mount(&key, "#card-element"),
+                        Err(err) => Err(err),
+                    };
+                    card.set(Some(mounted));
+                });
+            }
+        });
+    }
     let onsubmit = {
-        let (token, error, busy) = (token.clone(), error.clone(), busy.clone());
+        let (token, card, error, busy) = (token.clone(), card.clone(), error.clone(), busy.clone());
         let order_id = props.order_id.clone();
+        let stripe = publishable_key.is_some();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             if *busy {
                 return;
             }
+            let source = match (&*card, stripe) {
+                (Some(Ok(card)), true) => Source::Card(card.clone()),
+                (_, true) => return,
+                (_, false) => Source::Typed((*token).clone()),
+            };
             busy.set(true);
-            let (token, error, busy, navigator, order_id) = (
-                (*token).clone(),
+            let (error, busy, navigator, order_id) = (
                 error.clone(),
                 busy.clone(),
                 navigator.clone(),
                 order_id.clone(),
             );
             wasm_bindgen_futures::spawn_local(async move {
-                let result = api::pay(&order_id, &token).await;
+                let token = match source {
+                    Source::Typed(token) => Ok(token),
+                    Source::Card(card) => card.token().await.map_err(|err| ApiError::message(&err)),
+                };
+                let result = match token {
+                    Ok(token) => api::pay(&order_id, &token).await,
+                    Err(err) => Err(err),
+                };
                 busy.set(false);
                 match result {
                     Ok(_) => {
@@ -160,20 +195,34 @@ fn pay_form(props: &PayProps) -> Html {
         let token = token.clone();
         Callback::from(move |value| token.set(value))
     };
-    match &*config {
-        None => html! { <Loading /> },
-        Some(Err(err)) => html! { <Errors error={Some(err.clone())} /> },
-        Some(Ok(config)) if config.provider == "stripe" => html! {
-            <p class="notice">{ "Card payments through Stripe are not available in this build yet." }</p>
+    let entry = match (&*config, &publishable_key) {
+        (None, _) => return html! { <Loading /> },
+        (Some(Err(err)), _) => return html! { <Errors error={Some(err.clone())} /> },
+        (Some(Ok(config)), None) if config.provider == "stripe" => {
+            return html! {
+                <p class="alert" role="alert">{ "Card payments are not set up: the app has no Stripe publishable key." }</p>
+            };
+        }
+        (Some(Ok(_)), Some(_)) => html! {
+            <div class="field">
+                <p class="label" id="card-label">{ "Card" }</p>
+                <div id="card-element" class="card-input" aria-labelledby="card-label"></div>
+                if let Some(Err(message)) = &*card {
+                    <p class="field-error" role="alert">{ message.clone() }</p>
+                }
+            </div>
         },
-        Some(Ok(_)) => html! {
-            <form class="pay" {onsubmit} novalidate=true>
-                <Field id="token" label="Card token" value={(*token).clone()} oninput={on_token}
-                    hint="Sandbox payments: tok_visa is charged, tok_chargeDeclined is declined."
-                    error={field_error(&error, "token")} />
-                <Errors error={(*error).clone()} />
-                <button type="submit" class="primary" disabled={*busy}>{ "Pay" }</button>
-            </form>
+        (Some(Ok(_)), None) => html! {
+            <Field id="token" label="Card token" value={(*token).clone()} oninput={on_token}
+                hint="Sandbox payments: tok_visa is charged, tok_chargeDeclined is declined."
+                error={field_error(&error, "token")} />
         },
+    };
+    html! {
+        <form class="pay" {onsubmit} novalidate=true>
+            { entry }
+            <Errors error={(*error).clone()} />
+            <button type="submit" class="primary" disabled={*busy}>{ "Pay" }</button>
+        </form>
     }
 }

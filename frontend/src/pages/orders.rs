@@ -1,5 +1,6 @@
 //! My orders.
 
+use gloo_timers::callback::Timeout;
 use yew::prelude::*;
 use yew_router::prelude::*;
 
@@ -9,18 +10,34 @@ use crate::app::Route;
 use crate::format;
 use crate::session::{Session, use_session};
 
+/// How often the page looks again while an order is open.
+const RELOAD_MS: u32 = 2_000;
+
 #[function_component(Orders)]
 pub fn orders() -> Html {
     let session = use_session();
     let orders = use_state(|| None::<Result<Vec<Order>, ApiError>>);
+    // Bumped to read the orders again.
+    let reloads = use_state(|| 0u32);
     {
         let orders = orders.clone();
-        use_effect_with((*session).clone(), move |session| {
+        use_effect_with(((*session).clone(), *reloads), move |(session, _)| {
             if matches!(session, Session::SignedIn(_)) {
                 wasm_bindgen_futures::spawn_local(async move {
                     orders.set(Some(api::orders().await));
                 });
             }
+        });
+    }
+    {
+        // An order that is paid, or whose time is up, changes a moment later (the
+        // services hear of it through events): while one is open, look again.
+        let is_waiting = matches!(&*orders, Some(Ok(list)) if list.iter().any(Order::is_open));
+        let reloads = reloads.clone();
+        use_effect_with((is_waiting, *reloads), move |(is_waiting, count)| {
+            let next = count.wrapping_add(1);
+            let timer = is_waiting.then(|| Timeout::new(RELOAD_MS, move || reloads.set(next)));
+            move || drop(timer)
         });
     }
     let body = match (&*session, &*orders) {

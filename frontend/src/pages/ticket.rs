@@ -48,6 +48,11 @@ pub fn ticket_page(props: &TicketProps) -> Html {
                             navigator.push(&Route::Order { id: order.id });
                         }
                     }
+                    // The page shows the ticket, so orders has not heard of it yet
+                    // (it learns of new tickets through events, a moment later).
+                    Err(err) if err.is_not_found() => error.set(Some(ApiError::message(
+                        "This ticket cannot be ordered yet. Try again in a moment.",
+                    ))),
                     Err(err) => error.set(Some(err)),
                 }
             });
@@ -64,6 +69,11 @@ pub fn ticket_page(props: &TicketProps) -> Html {
         Some(Err(err)) => html! { <Errors error={Some(err.clone())} /> },
         Some(Ok(ticket)) => {
             let action = match &*session {
+                _ if ticket.order_id.is_some() => html! {
+                    <p class="notice" role="status">
+                        { "Reserved: a buyer is paying for this ticket. It goes back on sale if they do not pay in time." }
+                    </p>
+                },
                 Session::Loading => html! {},
                 Session::SignedOut => html! {
                     <p><Link<Route> to={Route::SignIn}>{ "Sign in" }</Link<Route>>{ " to buy this ticket." }</p>

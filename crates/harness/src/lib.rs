@@ -14,6 +14,7 @@
 //! `cargo xtask test` does both.
 
 mod app;
+mod browser;
 mod client;
 mod redis_server;
 mod runtime;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use app::{App, AppBuilder, StartError};
+pub use browser::{Browser, DESKTOP};
 pub use client::{Client, Reply};
 pub use redis_server::Redis;
 pub use reqwest::Method;
@@ -32,13 +34,26 @@ pub use runtime::Runtime;
 pub use stripe_stub::{StripeStub, StubCharge, StubRefund, StubRequest};
 pub use stub::HttpStub;
 
-/// The repository root (where `spin.toml` is).
+/// The repository root (where `spin.toml` is): above the package under test (`cargo
+/// test` says where it is at run time), else above the harness's own directory at
+/// compile time (a target directory shared by two checkouts may hold a harness
+/// compiled in the other one).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("the harness lives in crates/harness")
-        .to_path_buf()
+    let is_root = |dir: &Path| dir.join("spin.toml").is_file() && dir.join("xtask").is_dir();
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| {
+            Path::new(&dir)
+                .ancestors()
+                .find(|dir| is_root(dir))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .nth(2)
+                .expect("the harness lives in crates/harness")
+                .to_path_buf()
+        })
 }
 
 /// The whole app of `spin.toml` on the project's host, with its own Redis and a

@@ -1,5 +1,10 @@
 //! Component stdout/stderr on the host's console, every line prefixed with the
 //! component id (`[auth] ...`), so interleaved output of several components reads.
+//!
+//! Lines are written whole: a guest's `eprintln!` reaches the host as several writes
+//! (Rust's stderr is unbuffered, one write per piece of the format), and two instances
+//! running at once would otherwise interleave their pieces within one line. A partial
+//! line waits for its newline, or for the stream to close.
 
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -55,21 +60,46 @@ impl PrefixedOutput {
             prefix: self.prefix.clone(),
             console: self.console,
             at_line_start: true,
+            pending: Vec::new(),
         }
     }
 }
 
-/// Writes through to the console, inserting the prefix at the start of every line.
+/// A line longer than this is written in pieces rather than held.
+const LONGEST_HELD_LINE: usize = 64 * 1024;
+
+/// Writes whole lines through to the console, with the prefix at the start of each.
 struct PrefixedWriter {
     prefix: Arc<str>,
     console: Console,
     at_line_start: bool,
+    /// Bytes after the last newline written so far.
+    pending: Vec<u8>,
 }
 
 impl PrefixedWriter {
     fn write_prefixed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match whole_lines(&mut self.pending, bytes) {
+            Some(lines) => self.write_console(&lines),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is held, newline or not (the stream is closing).
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut rest = std::mem::take(&mut self.pending);
+        if !rest.ends_with(b"\n") {
+            rest.push(b'\n');
+        }
+        self.write_console(&rest)
+    }
+
+    fn write_console(&mut self, bytes: &[u8]) -> io::Result<()> {
         let text = prefix_lines(&self.prefix, bytes, &mut self.at_line_start);
-        // One locked write per call keeps a component's lines whole.
+        // One locked write per call keeps the lines whole among other writers.
         match self.console {
             Console::Stdout => io::stdout().lock().write_all(&text),
             Console::Stderr => io::stderr().lock().write_all(&text),
@@ -82,6 +112,24 @@ impl PrefixedWriter {
             Console::Stderr => io::stderr().flush(),
         }
     }
+}
+
+impl Drop for PrefixedWriter {
+    fn drop(&mut self) {
+        let _ = self.write_pending();
+    }
+}
+
+/// Adds `bytes` to what is held; the whole lines to write now, if any (a line over
+/// [`LONGEST_HELD_LINE`] counts as whole).
+fn whole_lines(pending: &mut Vec<u8>, bytes: &[u8]) -> Option<Vec<u8>> {
+    pending.extend_from_slice(bytes);
+    let end = match pending.iter().rposition(|&byte| byte == b'\n') {
+        Some(last_newline) => last_newline + 1,
+        None if pending.len() > LONGEST_HELD_LINE => pending.len(),
+        None => return None,
+    };
+    Some(pending.drain(..end).collect())
 }
 
 /// `bytes` with `prefix` before each line that starts in them.
@@ -139,6 +187,24 @@ impl AsyncWrite for PrefixedWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_of_a_line_are_held_until_its_newline() {
+        let mut held = Vec::new();
+        assert_eq!(whole_lines(&mut held, b"event "), None);
+        assert_eq!(whole_lines(&mut held, b"order:created"), None);
+        assert_eq!(
+            whole_lines(&mut held, b" -> applied\nnext").as_deref(),
+            Some(&b"event order:created -> applied\n"[..])
+        );
+        assert_eq!(held, b"next", "the rest waits for its newline");
+        let long = vec![b'x'; LONGEST_HELD_LINE];
+        assert_eq!(
+            whole_lines(&mut held, &long).map(|out| out.len()),
+            Some(LONGEST_HELD_LINE + 4)
+        );
+        assert!(held.is_empty(), "an overlong line is not held");
+    }
 
     #[test]
     fn every_line_gets_the_prefix_once() {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::{Project, build, setup, step};
 
 pub fn run(project: &Project) -> Result<()> {
-    setup::run(project)?;
+    setup::run(project, setup::Needs::App)?;
     build::build_apps(project, &[build::APP, build::PROBE])?;
 
     step("Building the host and the load generator (release)");

@@ -33,6 +33,7 @@ cargo xtask <command>
   build       build every component in spin.toml for wasm32-wasip1 (release), and
               the web app (frontend/) into target/web/;
               `build <manifest>…` builds those manifests' components instead
+  web         build only the web app (frontend/) into target/web/
   test        THE test command: setup, fmt, clippy, unit tests, build, world checks,
               black-box and browser tests
   screenshots run the browser tests and keep their screenshots in docs/screenshots/
@@ -62,11 +63,12 @@ fn run(args: &[String]) -> Result<()> {
     }
     let project = Project::open()?;
     match command {
-        Some("setup") => setup::run(&project),
+        Some("setup") => setup::run(&project, setup::Needs::AppAndBrowser),
         Some("codegen") => codegen::run(&project),
         Some("build") => build::run(&project, &args[1..]).map(drop),
         Some("test") => test::run(&project),
         Some("screenshots") => test::screenshots(&project),
+        Some("web") => web::build(&project),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
         Some("events") => events::run(&project, &args[1..]),

@@ -5,7 +5,14 @@ use xshell::{Shell, cmd};
 
 use crate::{Project, step};
 
-pub fn run(project: &Project) -> Result<()> {
+/// What a command needs: running and building the app, or testing it too (a browser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    App,
+    AppAndBrowser,
+}
+
+pub fn run(project: &Project, needs: Needs) -> Result<()> {
     let sh = &project.sh;
     step(&format!("Toolchain: {}", project.toolchain.describe()));
 
@@ -19,7 +26,7 @@ pub fn run(project: &Project) -> Result<()> {
         wanted.push("binaryen");
     }
     // The browser tests: Chromium, driven over WebDriver by its chromedriver.
-    if !on_path("chromedriver") {
+    if needs == Needs::AppAndBrowser && !on_path("chromedriver") {
         wanted.extend(["chromium", "chromium-driver"]);
     }
     let missing: Vec<&str> = wanted
@@ -38,6 +45,13 @@ pub fn run(project: &Project) -> Result<()> {
     cargo.arg("--version").run()?;
     let redis = cmd!(sh, "redis-server --version").quiet().read()?;
     eprintln!("{redis}");
+    if needs == Needs::AppAndBrowser {
+        let chromium = cmd!(sh, "chromium --version")
+            .quiet()
+            .ignore_stderr()
+            .read()?;
+        eprintln!("{chromium}");
+    }
     Ok(())
 }
 

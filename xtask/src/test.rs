@@ -11,7 +11,7 @@ use crate::{Project, build, codegen, manifest, setup, step, web, wit};
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
 
 pub fn run(project: &Project) -> Result<()> {
-    setup::run(project)?;
+    setup::run(project, setup::Needs::AppAndBrowser)?;
     let cargo = || project.toolchain.cargo(&project.sh);
 
     step("Formatting: cargo fmt --check (the workspace, and the web app in frontend/)");
@@ -101,7 +101,7 @@ pub fn run(project: &Project) -> Result<()> {
 /// `cargo xtask screenshots`: runs the browser tests, which write their screenshots of
 /// the main pages into docs/screenshots/ (the README shows them).
 pub fn screenshots(project: &Project) -> Result<()> {
-    setup::run(project)?;
+    setup::run(project, setup::Needs::AppAndBrowser)?;
     build::build_apps(project, &[build::APP])?;
     let cargo = || project.toolchain.cargo(&project.sh);
     step("Building the host the tests run the app on");

@@ -1,6 +1,7 @@
 //! Which Rust toolchain builds the workspace, and how to invoke cargo with it.
 //!
-//! Where rustup has the `wasm32-wasip1` target, plain `cargo` does everything. Otherwise
+//! Where rustup has the `wasm32-wasip1` and `wasm32-unknown-unknown` targets, plain
+//! `cargo` does everything. Otherwise
 //! (no internet to download the target) Debian's `rustc-web` toolchain builds the wasm
 //! standard library from its own sources (DESIGN.md, "The wasm toolchain here"). Then
 //! every cargo command, native ones included, uses Debian's toolchain: one compiler
@@ -25,7 +26,9 @@ impl Toolchain {
             .ignore_stderr()
             .read()
             .unwrap_or_default();
-        if installed.lines().any(|target| target.trim() == WASM_TARGET) {
+        let has = |wanted: &str| installed.lines().any(|target| target.trim() == wanted);
+        // The components and the web app: both targets, or Debian's toolchain for both.
+        if has(WASM_TARGET) && has(crate::web::WEB_TARGET) {
             Toolchain::Rustup
         } else {
             Toolchain::Debian
@@ -34,9 +37,11 @@ impl Toolchain {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Toolchain::Rustup => "rustup's toolchain (it has the wasm32-wasip1 target)",
+            Toolchain::Rustup => {
+                "rustup's toolchain (it has the wasm32-wasip1 and wasm32-unknown-unknown targets)"
+            }
             Toolchain::Debian => {
-                "Debian's rustc-web toolchain in /usr/bin (rustup has no wasm32-wasip1 target)"
+                "Debian's rustc-web toolchain in /usr/bin (rustup lacks a wasm target)"
             }
         }
     }

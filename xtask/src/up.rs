@@ -51,7 +51,7 @@ pub fn app_redis_url(project: &Project) -> Result<String> {
 }
 
 pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
-    setup::run(project)?;
+    setup::run(project, setup::Needs::App)?;
     let spin = spin_on_path(project);
     match &spin {
         Some(version) => step(&format!("Runtime: {version}")),

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::{App, Browser, Redis, StripeStub, eventually};
+use harness::{App, Browser, Redis, Runtime, StripeStub, eventually};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,14 +19,16 @@ const PHONE: (u32, u32) = (390, 844);
 
 /// The whole app on the host, with a payment window of `window_seconds`.
 fn spawn(window_seconds: u64) -> App {
-    spawn_with(window_seconds, |app| app)
+    spawn_with(Runtime::Host, window_seconds, |app| app)
 }
 
 fn spawn_with(
+    runtime: Runtime,
     window_seconds: u64,
     configure: impl FnOnce(harness::AppBuilder) -> harness::AppBuilder,
 ) -> App {
     let app = App::builder(harness::workspace_root().join("spin.toml"))
+        .runtime(runtime)
         .with_redis(Redis::start())
         .variable("jwt_key", &harness::random_hex(32))
         .variable("order_expiration_seconds", &window_seconds.to_string());
@@ -89,10 +91,18 @@ fn countdown_seconds(browser: &Browser) -> i64 {
     minutes * 60 + seconds
 }
 
+/// The whole journey, on the host and on real Spin where it is installed.
 #[test]
 fn a_seller_lists_a_ticket_and_a_buyer_buys_it_end_to_end() {
-    let app = spawn(900);
-    let browser = Browser::open("journey", app.base_url());
+    for runtime in Runtime::all() {
+        let app = spawn_with(runtime, 900, |app| app);
+        eprintln!("on {}", app.runtime.name());
+        journey(&app);
+    }
+}
+
+fn journey(app: &App) {
+    let browser = Browser::open(&format!("journey-{}", app.runtime.name()), app.base_url());
 
     // Signed out, nothing for sale yet.
     browser.goto("/");
@@ -121,7 +131,7 @@ fn a_seller_lists_a_ticket_and_a_buyer_buys_it_end_to_end() {
     sign_out(&browser);
 
     // A buyer signs up, opens the ticket and buys it.
-    wait_until_orders_knows_the_tickets(&app);
+    wait_until_orders_knows_the_tickets(app);
     sign_up(&browser, "buyer@example.com");
     capture(&browser, "tickets");
     browser.resize(PHONE);
@@ -318,7 +328,7 @@ fn unknown_pages_and_ids_are_explained_not_broken() {
 #[test]
 fn with_stripe_the_card_field_comes_from_stripe_js_and_nothing_else_is_fetched() {
     let stripe = StripeStub::start("sk_test_browser");
-    let app = spawn_with(900, |app| {
+    let app = spawn_with(Runtime::Host, 900, |app| {
         app.variable("stripe_secret_key", "sk_test_browser")
             .variable("stripe_publishable_key", "pk_test_browser")
             .variable("stripe_api_base", &stripe.api_base())

@@ -80,6 +80,22 @@ fn wait_until_orders_knows_the_tickets(app: &App) {
     });
 }
 
+/// A new buyer `<name>@example.com`, signed up in a browser of its own, who has just
+/// ordered `ticket`: the browser shows the order page.
+fn buyer_ordering(app: &App, name: &str, ticket: &Value) -> Browser {
+    wait_until_orders_knows_the_tickets(app);
+    let browser = Browser::open(name, app.base_url());
+    browser.goto("/");
+    sign_up(&browser, &format!("{name}@example.com"));
+    browser.goto(&format!(
+        "/tickets/{}",
+        ticket["id"].as_str().expect("an id")
+    ));
+    browser.click_text("Purchase");
+    browser.wait_for_text("Time left to pay");
+    browser
+}
+
 /// The seconds the order page's countdown shows ("14:59" → 899).
 fn countdown_seconds(browser: &Browser) -> i64 {
     let shown = browser.wait_for(".countdown strong");
@@ -278,17 +294,8 @@ fn an_unpaid_order_shows_order_expired_and_then_its_cancellation() {
     let app = spawn(6);
     let seller = app.signed_up("seller");
     let ticket = seller.sell("Last-minute gig", 15.0);
-    wait_until_orders_knows_the_tickets(&app);
 
-    let browser = Browser::open("expiry", app.base_url());
-    browser.goto("/");
-    sign_up(&browser, "late@example.com");
-    browser.goto(&format!(
-        "/tickets/{}",
-        ticket["id"].as_str().expect("an id")
-    ));
-    browser.click_text("Purchase");
-    browser.wait_for_text("Time left to pay");
+    let browser = buyer_ordering(&app, "expiry", &ticket);
     let left = countdown_seconds(&browser);
     assert!((1..=6).contains(&left), "{left} seconds left");
 
@@ -335,17 +342,8 @@ fn with_stripe_the_card_field_comes_from_stripe_js_and_nothing_else_is_fetched()
     });
     let seller = app.signed_up("seller");
     let ticket = seller.sell("Stripe night", 30.0);
-    wait_until_orders_knows_the_tickets(&app);
 
-    let browser = Browser::open("stripe", app.base_url());
-    browser.goto("/");
-    sign_up(&browser, "card@example.com");
-    browser.goto(&format!(
-        "/tickets/{}",
-        ticket["id"].as_str().expect("an id")
-    ));
-    browser.click_text("Purchase");
-    browser.wait_for_text("Time left to pay");
+    let browser = buyer_ordering(&app, "stripe", &ticket);
 
     // No typed token: a card field for Stripe.js. The test's Chromium reaches only
     // 127.0.0.1, so Stripe.js cannot load, and the page says so instead of breaking.

@@ -17,12 +17,16 @@ struct Manifest {
 #[derive(Debug, Deserialize)]
 struct Variable {
     default: Option<String>,
+    #[serde(default)]
+    required: bool,
 }
 
 #[derive(Debug, Deserialize)]
 struct ComponentDef {
     source: String,
     build: Option<BuildDef>,
+    #[serde(default)]
+    sqlite_databases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +42,8 @@ pub struct Component {
     pub package: String,
     /// Where spin.toml expects the `.wasm`, relative to the manifest.
     pub source: PathBuf,
+    /// The SQLite databases it may open (`sqlite_databases`).
+    pub databases: Vec<String>,
 }
 
 pub struct SpinApp {
@@ -45,6 +51,8 @@ pub struct SpinApp {
     pub dir: PathBuf,
     pub components: Vec<Component>,
     pub variable_defaults: BTreeMap<String, String>,
+    /// Every application variable, and whether it must be given (no default).
+    pub variables: BTreeMap<String, bool>,
 }
 
 /// Reads a manifest (`spin.toml`, or a test app's).
@@ -73,9 +81,15 @@ fn parse(text: &str) -> Result<SpinApp> {
                 id,
                 package,
                 source: PathBuf::from(def.source),
+                databases: def.sqlite_databases,
             })
         })
         .collect::<Result<_>>()?;
+    let variables = manifest
+        .variables
+        .iter()
+        .map(|(name, var)| (name.clone(), var.required))
+        .collect();
     let variable_defaults = manifest
         .variables
         .into_iter()
@@ -85,6 +99,7 @@ fn parse(text: &str) -> Result<SpinApp> {
         dir: PathBuf::new(),
         components,
         variable_defaults,
+        variables,
     })
 }
 
@@ -137,6 +152,8 @@ mod tests {
             Some("redis://127.0.0.1:6379")
         );
         assert!(!app.variable_defaults.contains_key("jwt_key"));
+        assert_eq!(app.variables.get("jwt_key"), Some(&true));
+        assert_eq!(app.variables.get("redis_url"), Some(&false));
     }
 
     #[test]

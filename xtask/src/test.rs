@@ -76,6 +76,8 @@ pub fn run(project: &Project) -> Result<()> {
         Err(err) => return Err(err.context("the world check failed for another reason")),
     }
 
+    crate::k8s::run(project)?;
+
     step("Tests: unit tests, then the black-box tests on the host (and on real Spin, if found)");
     match spin_on_path(project) {
         Some(version) => eprintln!("real Spin found ({version}): behaviour tests also run on it"),

@@ -1,0 +1,656 @@
+//! `cargo xtask k8s-check`: the SpinKube manifests, checked offline. Every overlay of
+//! `k8s/SpinKube/overlays/` is rendered with kubectl's kustomize (the command the
+//! deployment guide gives), then every object is validated:
+//! - `SpinApp` and `SpinAppExecutor` against the vendored CRDs' schemas, with unknown
+//!   fields rejected (the CRDs allow them, so a typo like `componets` would pass a
+//!   cluster silently);
+//! - core kinds against Kubernetes' own schemas, strictly (`kubernetes-validate`);
+//! - spin-operator's webhook rules (replicas with autoscaling, replicas below 1, an
+//!   executor that exists);
+//! - cross-references: every ConfigMap, Secret and volume claim referenced exists with
+//!   its key (Secrets the user creates are those of `secrets.example.yaml`), every
+//!   component named is in spin.toml and every one is deployed, every database a
+//!   deployed component opens is configured, every required variable is given and
+//!   every variable given is declared.
+
+mod tools;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{Project, build, manifest, step};
+
+const OVERLAYS: &str = "k8s/SpinKube/overlays";
+const CRDS: &str = "k8s/SpinKube/crds";
+/// The Secrets the user creates, with the keys the manifests may reference.
+const USER_SECRETS: &str = "k8s/SpinKube/base/secrets.example.yaml";
+
+pub fn run(project: &Project) -> Result<()> {
+    let tools = tools::ensure(project)?;
+    let facts = Facts::load(&project.root)?;
+    let out = project.target_dir().join("k8s-check");
+    std::fs::create_dir_all(&out)?;
+    let mut failed = Vec::new();
+    for overlay in overlays(&project.root)? {
+        let name = overlay
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        step(&format!(
+            "k8s: rendering overlay `{name}` (kubectl kustomize)"
+        ));
+        let rendered = project
+            .sh
+            .cmd(&tools.kubectl)
+            .arg("kustomize")
+            .arg(&overlay)
+            .quiet()
+            .read()
+            .with_context(|| format!("kubectl kustomize {}", overlay.display()))?;
+        let objects = parse_documents(&rendered)?;
+        let mut problems = check_objects(&objects, &facts);
+        let core: Vec<&Value> = objects.iter().filter(|o| !facts.crds.covers(o)).collect();
+        problems.extend(validate_core(project, &tools, &out.join(&name), &core)?);
+        eprintln!(
+            "{} objects: {}",
+            objects.len(),
+            objects.iter().map(describe).collect::<Vec<_>>().join(", ")
+        );
+        if problems.is_empty() {
+            eprintln!("overlay `{name}`: every object is valid");
+        } else {
+            for problem in &problems {
+                eprintln!("  {problem}");
+            }
+            failed.push(name);
+        }
+    }
+
+    step("k8s: self-test: the strict core check rejects a misspelled field");
+    let mut service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis"},
+        "spec": {"prots": [{"port": 6379}]}
+    });
+    let problems = validate_core(project, &tools, &out.join("self-test"), &[&service])?;
+    if !problems.iter().any(|problem| problem.contains("prots")) {
+        bail!("the core check accepted a Service with `prots`: {problems:?}");
+    }
+    service["spec"] = json!({"ports": [{"port": 6379}]});
+    let problems = validate_core(project, &tools, &out.join("self-test"), &[&service])?;
+    if !problems.is_empty() {
+        bail!("the core check refused a valid Service: {problems:?}");
+    }
+    eprintln!("rejected, as it must be; the same Service spelled right passes");
+
+    if !failed.is_empty() {
+        bail!("k8s check failed for overlay(s): {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn overlays(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(OVERLAYS))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.join("kustomization.yaml").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// `Kind/name`.
+fn describe(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// Every YAML document of `text`, as JSON values (empty documents dropped).
+fn parse_documents(text: &str) -> Result<Vec<Value>> {
+    let mut objects = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(document).context("YAML")?;
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+/// What the checks compare the manifests with: the CRDs, spin.toml, the user's Secrets.
+struct Facts {
+    crds: Crds,
+    /// Component id → the databases it opens.
+    components: BTreeMap<String, Vec<String>>,
+    /// Application variable → required.
+    variables: BTreeMap<String, bool>,
+    /// Secret name → its keys, for the Secrets the user creates.
+    user_secrets: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Facts {
+    fn load(root: &Path) -> Result<Facts> {
+        let app = manifest::load(&root.join(build::APP))?;
+        let components = app
+            .components
+            .into_iter()
+            .map(|component| (component.id, component.databases))
+            .collect();
+        let secrets_text = std::fs::read_to_string(root.join(USER_SECRETS))
+            .with_context(|| format!("reading {USER_SECRETS}"))?;
+        let mut user_secrets = BTreeMap::new();
+        for secret in parse_documents(&secrets_text)? {
+            user_secrets.insert(
+                name_of(&secret).to_owned(),
+                data_keys(&secret, &["data", "stringData"]),
+            );
+        }
+        Ok(Facts {
+            crds: Crds::load(&root.join(CRDS))?,
+            components,
+            variables: app.variables,
+            user_secrets,
+        })
+    }
+}
+
+/// The vendored CRDs' schemas, made strict: every object schema that lists its
+/// properties refuses others.
+struct Crds {
+    /// Kind → schema.
+    schemas: BTreeMap<String, jsonschema::Validator>,
+}
+
+impl Crds {
+    fn load(dir: &Path) -> Result<Crds> {
+        let mut schemas = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|ext| ext != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            for crd in parse_documents(&text)? {
+                let kind = crd["spec"]["names"]["kind"]
+                    .as_str()
+                    .with_context(|| format!("{}: a CRD without a kind", path.display()))?
+                    .to_owned();
+                let mut schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+                refuse_unknown_fields(&mut schema);
+                let validator = jsonschema::validator_for(&schema)
+                    .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+                schemas.insert(kind, validator);
+            }
+        }
+        Ok(Crds { schemas })
+    }
+
+    fn covers(&self, object: &Value) -> bool {
+        object["kind"]
+            .as_str()
+            .is_some_and(|kind| self.schemas.contains_key(kind))
+    }
+
+    fn validate(&self, object: &Value) -> Vec<String> {
+        let Some(validator) = object["kind"].as_str().and_then(|k| self.schemas.get(k)) else {
+            return Vec::new();
+        };
+        validator
+            .iter_errors(object)
+            .map(|error| {
+                format!(
+                    "{}: at {}: {error}",
+                    describe(object),
+                    error.instance_path()
+                )
+            })
+            .collect()
+    }
+}
+
+fn refuse_unknown_fields(schema: &mut Value) {
+    let Value::Object(map) = schema else { return };
+    if map.contains_key("properties")
+        && !map.contains_key("additionalProperties")
+        && !map.contains_key("x-kubernetes-preserve-unknown-fields")
+    {
+        map.insert("additionalProperties".to_owned(), Value::Bool(false));
+    }
+    for (key, value) in map.iter_mut() {
+        match key.as_str() {
+            "properties" => {
+                if let Value::Object(properties) = value {
+                    properties.values_mut().for_each(refuse_unknown_fields);
+                }
+            }
+            "items" | "additionalProperties" => refuse_unknown_fields(value),
+            "anyOf" | "allOf" | "oneOf" => {
+                if let Value::Array(schemas) = value {
+                    schemas.iter_mut().for_each(refuse_unknown_fields);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every check that needs no tool: CRD schemas, webhook rules, cross-references.
+fn check_objects(objects: &[Value], facts: &Facts) -> Vec<String> {
+    let mut problems = Vec::new();
+    for object in objects {
+        problems.extend(facts.crds.validate(object));
+    }
+    problems.extend(webhook_rules(objects));
+    problems.extend(references(objects, facts));
+    problems.extend(app_coverage(objects, facts));
+    problems.extend(autoscaling(objects));
+    problems
+}
+
+/// An autoscaled SpinApp has a HorizontalPodAutoscaler on its Deployment (which
+/// spin-operator names after it), and every autoscaler scales such a SpinApp.
+fn autoscaling(objects: &[Value]) -> Vec<String> {
+    let autoscaled: BTreeSet<&str> = of_kind(objects, "SpinApp")
+        .filter(|app| app["spec"]["enableAutoscaling"] == true)
+        .map(name_of)
+        .collect();
+    let mut targets = BTreeSet::new();
+    let mut problems = Vec::new();
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler") {
+        let target = &hpa["spec"]["scaleTargetRef"];
+        let name = target["name"].as_str().unwrap_or("");
+        if target["kind"] != "Deployment" || !autoscaled.contains(name) {
+            problems.push(format!(
+                "{}: scales {}/{name}, which is not the Deployment of a SpinApp with \
+                 `enableAutoscaling: true`",
+                describe(hpa),
+                target["kind"].as_str().unwrap_or("?")
+            ));
+        }
+        targets.insert(name);
+    }
+    for app in autoscaled.difference(&targets) {
+        problems.push(format!(
+            "SpinApp/{app}: `enableAutoscaling: true`, but no HorizontalPodAutoscaler scales it"
+        ));
+    }
+    problems
+}
+
+fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    objects.iter().filter(move |object| object["kind"] == kind)
+}
+
+fn data_keys(object: &Value, fields: &[&str]) -> BTreeSet<String> {
+    fields
+        .iter()
+        .filter_map(|field| object[*field].as_object())
+        .flat_map(|data| data.keys().cloned())
+        .collect()
+}
+
+/// What spin-operator's admission webhook refuses.
+fn webhook_rules(objects: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let executors: BTreeSet<&str> = of_kind(objects, "SpinAppExecutor").map(name_of).collect();
+    for app in of_kind(objects, "SpinApp") {
+        let spec = &app["spec"];
+        if spec["enableAutoscaling"] == true && !spec["replicas"].is_null() {
+            problems.push(format!(
+                "{}: `replicas` cannot be set with `enableAutoscaling: true`",
+                describe(app)
+            ));
+        }
+        if spec["replicas"]
+            .as_i64()
+            .is_some_and(|replicas| replicas < 1)
+        {
+            problems.push(format!("{}: `replicas` must be at least 1", describe(app)));
+        }
+        match spec["executor"].as_str() {
+            Some(executor) if !executors.contains(executor) => problems.push(format!(
+                "{}: executor `{executor}` is not among the SpinAppExecutors ({executors:?})",
+                describe(app)
+            )),
+            Some(_) => {}
+            None => problems.push(format!("{}: names no executor", describe(app))),
+        }
+    }
+    problems
+}
+
+/// Every ConfigMap, Secret, claim and volume referenced exists (with its key).
+fn references(objects: &[Value], facts: &Facts) -> Vec<String> {
+    let config_maps: BTreeMap<&str, BTreeSet<String>> = of_kind(objects, "ConfigMap")
+        .map(|map| (name_of(map), data_keys(map, &["data", "binaryData"])))
+        .collect();
+    let mut secrets: BTreeMap<&str, BTreeSet<String>> = of_kind(objects, "Secret")
+        .map(|secret| (name_of(secret), data_keys(secret, &["data", "stringData"])))
+        .collect();
+    for (name, keys) in &facts.user_secrets {
+        secrets
+            .entry(name)
+            .or_default()
+            .extend(keys.iter().cloned());
+    }
+    let claims: BTreeSet<&str> = of_kind(objects, "PersistentVolumeClaim")
+        .map(name_of)
+        .collect();
+    let mut problems = Vec::new();
+    for object in objects {
+        let mut found = Vec::new();
+        walk(object, &mut |key, value| {
+            found.push((key.to_owned(), value.clone()))
+        });
+        for (key, value) in found {
+            let name = value["name"].as_str().unwrap_or("");
+            let optional = value["optional"] == true;
+            let missing = match key.as_str() {
+                "configMapKeyRef" | "secretKeyRef" => {
+                    let wanted = value["key"].as_str().unwrap_or("");
+                    let known = if key == "configMapKeyRef" {
+                        &config_maps
+                    } else {
+                        &secrets
+                    };
+                    match known.get(name) {
+                        None => Some(format!("{key}: there is no {name}")),
+                        Some(keys) if !keys.contains(wanted) => {
+                            Some(format!("{key}: {name} has no key `{wanted}`"))
+                        }
+                        Some(_) => None,
+                    }
+                }
+                "configMap" if !config_maps.contains_key(name) => Some(format!(
+                    "volume from ConfigMap {name}, which does not exist"
+                )),
+                "persistentVolumeClaim" => {
+                    let claim = value["claimName"].as_str().unwrap_or("");
+                    (!claims.contains(claim))
+                        .then(|| format!("claim {claim}, which does not exist"))
+                }
+                _ => None,
+            };
+            if let Some(message) = missing.filter(|_| !optional) {
+                problems.push(format!("{}: {message}", describe(object)));
+            }
+        }
+    }
+    for app in of_kind(objects, "SpinApp") {
+        let volumes: BTreeSet<&str> = app["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|volume| volume["name"].as_str())
+            .collect();
+        for mount in app["spec"]["volumeMounts"].as_array().into_iter().flatten() {
+            let name = mount["name"].as_str().unwrap_or("");
+            if !volumes.contains(name) {
+                problems.push(format!(
+                    "{}: mounts volume {name}, which it lacks",
+                    describe(app)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Calls `visit` for every `(key, value)` pair below `value` whose key is a reference.
+fn walk(value: &Value, visit: &mut impl FnMut(&str, &Value)) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if matches!(
+                    key.as_str(),
+                    "configMapKeyRef" | "secretKeyRef" | "configMap" | "persistentVolumeClaim"
+                ) && child.is_object()
+                {
+                    visit(key, child);
+                }
+                walk(child, visit);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| walk(item, visit)),
+        _ => {}
+    }
+}
+
+/// The SpinApps deploy spin.toml whole: known components, all of them, the databases
+/// and variables they need.
+fn app_coverage(objects: &[Value], facts: &Facts) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut deployed = BTreeSet::new();
+    for app in of_kind(objects, "SpinApp") {
+        let spec = &app["spec"];
+        // No `components`: the whole app.
+        let components: Vec<String> = match spec["components"].as_array() {
+            Some(list) => list
+                .iter()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect(),
+            None => facts.components.keys().cloned().collect(),
+        };
+        let configured: BTreeSet<&str> = spec["runtimeConfig"]["sqliteDatabases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|database| database["name"].as_str())
+            .collect();
+        for id in &components {
+            let Some(databases) = facts.components.get(id) else {
+                problems.push(format!(
+                    "{}: component `{id}` is not in spin.toml",
+                    describe(app)
+                ));
+                continue;
+            };
+            for database in databases {
+                if database != "default" && !configured.contains(database.as_str()) {
+                    problems.push(format!(
+                        "{}: component `{id}` opens database `{database}`, which its \
+                         runtimeConfig.sqliteDatabases does not configure",
+                        describe(app)
+                    ));
+                }
+            }
+            deployed.insert(id.clone());
+        }
+        let given: BTreeSet<&str> = spec["variables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|variable| variable["name"].as_str())
+            .collect();
+        for (name, required) in &facts.variables {
+            if *required && !given.contains(name.as_str()) {
+                problems.push(format!(
+                    "{}: the required variable `{name}` is not given",
+                    describe(app)
+                ));
+            }
+        }
+        for name in given {
+            if !facts.variables.contains_key(name) {
+                problems.push(format!(
+                    "{}: variable `{name}` is not declared in spin.toml",
+                    describe(app)
+                ));
+            }
+        }
+    }
+    for id in facts.components.keys() {
+        if !deployed.contains(id) {
+            problems.push(format!("component `{id}` of spin.toml is in no SpinApp"));
+        }
+    }
+    problems
+}
+
+/// Core kinds against Kubernetes' schemas, strictly; one message per failure.
+fn validate_core(
+    project: &Project,
+    tools: &tools::Tools,
+    dir: &Path,
+    objects: &[&Value],
+) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("core.yaml");
+    let mut text = String::new();
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(object)?);
+    }
+    std::fs::write(&file, text)?;
+    let output = project
+        .sh
+        .cmd("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            "--quiet",
+            "--no-warn",
+        ])
+        .args(["--kubernetes-version", tools::KUBERNETES_VERSION])
+        .arg(&file)
+        .env("PYTHONPATH", &tools.python_path)
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let mut problems: Vec<String> = printed
+        .lines()
+        .filter(|line| line.starts_with("ERROR"))
+        .map(|line| line.replace(&format!("{} ", file.display()), ""))
+        .collect();
+    if !output.status.success() && problems.is_empty() {
+        problems.push(format!("kubernetes-validate failed: {printed}"));
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask is in the workspace")
+            .to_path_buf()
+    }
+
+    /// The default overlay's objects, as kustomize would combine them (without
+    /// kustomize: these tests need no tool).
+    fn default_overlay() -> Vec<Value> {
+        let root = root();
+        [
+            "k8s/SpinKube/base/executor.yaml",
+            "k8s/SpinKube/base/config.yaml",
+            "k8s/SpinKube/overlays/default/data.yaml",
+            "k8s/SpinKube/overlays/default/spinapp.yaml",
+        ]
+        .iter()
+        .flat_map(|file| {
+            parse_documents(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap()
+        })
+        .collect()
+    }
+
+    fn problems_with(change: impl FnOnce(&mut Value)) -> Vec<String> {
+        let facts = Facts::load(&root()).unwrap();
+        let mut objects = default_overlay();
+        let app = objects
+            .iter_mut()
+            .find(|object| object["kind"] == "SpinApp")
+            .unwrap();
+        change(app);
+        check_objects(&objects, &facts)
+    }
+
+    fn assert_one_problem_mentions(problems: &[String], text: &str) {
+        assert!(
+            problems.iter().any(|problem| problem.contains(text)),
+            "no problem mentions {text:?}: {problems:#?}"
+        );
+    }
+
+    #[test]
+    fn the_default_overlay_is_valid() {
+        assert_eq!(problems_with(|_| {}), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_misspelled_field_fails() {
+        let problems = problems_with(|app| {
+            let components = app["spec"]["replicas"].take();
+            app["spec"]["replicaz"] = components;
+        });
+        assert_one_problem_mentions(&problems, "replicaz");
+    }
+
+    #[test]
+    fn a_wrong_type_fails() {
+        let problems = problems_with(|app| app["spec"]["replicas"] = json!("two"));
+        assert_one_problem_mentions(&problems, "/spec/replicas");
+    }
+
+    #[test]
+    fn a_missing_key_fails() {
+        let problems = problems_with(|app| {
+            app["spec"]["variables"][0]["valueFrom"]["secretKeyRef"]["key"] = json!("jwt_kye");
+        });
+        assert_one_problem_mentions(&problems, "ticketing-secrets has no key `jwt_kye`");
+        let problems = problems_with(|app| {
+            app["spec"]["variables"][2]["valueFrom"]["configMapKeyRef"]["name"] = json!("cfg");
+        });
+        assert_one_problem_mentions(&problems, "there is no cfg");
+    }
+
+    #[test]
+    fn the_webhooks_rules_hold() {
+        let problems = problems_with(|app| app["spec"]["enableAutoscaling"] = json!(true));
+        assert_one_problem_mentions(&problems, "cannot be set with `enableAutoscaling");
+        assert_one_problem_mentions(&problems, "no HorizontalPodAutoscaler scales it");
+        let problems = problems_with(|app| app["spec"]["replicas"] = json!(0));
+        assert_one_problem_mentions(&problems, "at least 1");
+        let problems = problems_with(|app| app["spec"]["executor"] = json!("other"));
+        assert_one_problem_mentions(&problems, "executor `other`");
+    }
+
+    #[test]
+    fn the_app_must_be_deployed_whole() {
+        let problems = problems_with(|app| {
+            app["spec"]["components"] = json!(["auth-api", "tickets-apy"]);
+        });
+        assert_one_problem_mentions(&problems, "component `tickets-apy` is not in spin.toml");
+        assert_one_problem_mentions(&problems, "component `web` of spin.toml is in no SpinApp");
+        let problems = problems_with(|app| {
+            app["spec"]["runtimeConfig"]["sqliteDatabases"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|database| database["name"] != "orders");
+        });
+        assert_one_problem_mentions(&problems, "opens database `orders`");
+        let problems = problems_with(|app| {
+            app["spec"]["variables"].as_array_mut().unwrap().remove(0);
+        });
+        assert_one_problem_mentions(&problems, "required variable `jwt_key`");
+        let problems =
+            problems_with(|app| app["spec"]["variables"][1]["name"] = json!("stripe_key"));
+        assert_one_problem_mentions(&problems, "`stripe_key` is not declared");
+        let problems = problems_with(|app| app["spec"]["volumeMounts"][0]["name"] = json!("dta"));
+        assert_one_problem_mentions(&problems, "mounts volume dta");
+    }
+}

@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod codegen;
 mod events;
+mod image;
 mod k8s;
 mod manifest;
 mod redis;
@@ -41,6 +42,8 @@ cargo xtask <command>
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
   bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
+  image       the app as an OCI image (target/image/); `image --push <ref>` pushes it
+              and pulls it back to check every file
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (CRD and
               Kubernetes schemas, spin-operator's webhook rules, references)
   events      a live tail of the event bus (`--all`: from the start; `--once`: no follow)
@@ -73,6 +76,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("screenshots") => test::screenshots(&project),
         Some("web") => web::build(&project),
         Some("k8s-check") => k8s::run(&project),
+        Some("image") => image::run(&project, &args[1..]),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
         Some("events") => events::run(&project, &args[1..]),

@@ -27,6 +27,16 @@ struct ComponentDef {
     build: Option<BuildDef>,
     #[serde(default)]
     sqlite_databases: Vec<String>,
+    #[serde(default)]
+    files: Vec<FileMount>,
+}
+
+/// A `files` entry: a path (or glob), or `{ source, destination }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileMount {
+    Path(String),
+    Mapped { source: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +54,8 @@ pub struct Component {
     pub source: PathBuf,
     /// The SQLite databases it may open (`sqlite_databases`).
     pub databases: Vec<String>,
+    /// The sources of its `files` mounts, relative to the manifest.
+    pub files: Vec<PathBuf>,
 }
 
 pub struct SpinApp {
@@ -82,6 +94,15 @@ fn parse(text: &str) -> Result<SpinApp> {
                 package,
                 source: PathBuf::from(def.source),
                 databases: def.sqlite_databases,
+                files: def
+                    .files
+                    .into_iter()
+                    .map(|mount| match mount {
+                        FileMount::Path(path) | FileMount::Mapped { source: path } => {
+                            PathBuf::from(path)
+                        }
+                    })
+                    .collect(),
             })
         })
         .collect::<Result<_>>()?;

@@ -29,6 +29,10 @@ pub fn run(project: &Project, needs: Needs) -> Result<()> {
     if needs == Needs::AppAndBrowser && !on_path("chromedriver") {
         wanted.extend(["chromium", "chromium-driver"]);
     }
+    // The image round trip: a local OCI registry.
+    if needs == Needs::AppAndBrowser && !on_path("docker-registry") {
+        wanted.push("docker-registry");
+    }
     let missing: Vec<&str> = wanted
         .into_iter()
         .filter(|package| !is_installed(sh, package))

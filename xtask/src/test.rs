@@ -77,6 +77,8 @@ pub fn run(project: &Project) -> Result<()> {
     }
 
     crate::k8s::run(project)?;
+    step("Image: the app's OCI image, pushed to a local registry and pulled back");
+    crate::image::round_trip(project)?;
 
     step("Tests: unit tests, then the black-box tests on the host (and on real Spin, if found)");
     match spin_on_path(project) {

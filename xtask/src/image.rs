@@ -107,12 +107,19 @@ impl Image {
         oci_client::manifest::OciImageManifest::build(&self.layers(), &self.oci_config(), None)
     }
 
+    /// The manifest as oci-client pushes it (canonical JSON: sorted keys, no
+    /// whitespace), so the layout and the registry name it by the same digest.
+    fn manifest_bytes(&self) -> Result<Vec<u8>> {
+        let value = serde_json::to_value(self.manifest())?;
+        Ok(serde_json::to_vec(&sorted(value))?)
+    }
+
     /// An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`).
     fn write_layout(&self, dir: &Path) -> Result<()> {
         let _ = std::fs::remove_dir_all(dir);
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs)?;
-        let manifest = serde_json::to_vec(&self.manifest())?;
+        let manifest = self.manifest_bytes()?;
         for blob in [&self.layer, &self.config, &manifest] {
             std::fs::write(blobs.join(hex_sha256(blob)), blob)?;
         }
@@ -127,6 +134,22 @@ impl Image {
         });
         std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index)?)?;
         Ok(())
+    }
+}
+
+/// `value` with every object's keys in sorted order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let entries: BTreeMap<String, Value> = map
+                .into_iter()
+                .map(|(key, value)| (key, sorted(value)))
+                .collect();
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
     }
 }
 
@@ -245,6 +268,11 @@ fn push_and_check(image: &Image, reference: &str) -> Result<()> {
         ))
         .with_context(|| format!("pushing {reference}"))?;
     eprintln!("pushed: {}", pushed.manifest_url);
+    let digest = format!("sha256:{}", hex_sha256(&image.manifest_bytes()?));
+    ensure!(
+        pushed.manifest_url.ends_with(&digest),
+        "the registry names the manifest otherwise than the layout ({digest})"
+    );
 
     step(&format!(
         "Pulling {reference} back and comparing every file"

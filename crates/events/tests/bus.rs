@@ -354,31 +354,45 @@ fn two_replicas_of_one_consumer_apply_each_event_once() {
         let app = spawn(runtime);
         let replica = app.start_replica();
         wait_for_listeners(&app, 2);
-        std::thread::scope(|scope| {
-            for (index, instance) in [&app, &replica].into_iter().enumerate() {
-                scope.spawn(move || {
-                    for n in 0..25 {
-                        let title = format!("replica-{index}-{n}");
-                        publish(instance, "ticket:created", &[&title]);
-                    }
-                });
+        let applied_any = |instance: &App| {
+            instance
+                .logs()
+                .iter()
+                .any(|line| line.contains("-> applied"))
+        };
+        // Which replica wins a doorbell is up to the scheduler: on a busy machine one
+        // can drain every batch. Publish in rounds until both have applied something
+        // (a few rounds at most), then check that every event was applied once.
+        let mut published = 0;
+        for round in 0..10 {
+            std::thread::scope(|scope| {
+                for (index, instance) in [&app, &replica].into_iter().enumerate() {
+                    scope.spawn(move || {
+                        for n in 0..25 {
+                            let title = format!("round-{round}-replica-{index}-{n}");
+                            publish(instance, "ticket:created", &[&title]);
+                        }
+                    });
+                }
+            });
+            published += 50;
+            wait_for_applied(&app, published);
+            if applied_any(&app) && applied_any(&replica) {
+                break;
             }
-        });
-        let applied = wait_for_applied(&app, 50);
+        }
+        let applied = wait_for_applied(&app, published);
         let distinct: BTreeSet<&String> = applied.iter().collect();
-        assert_eq!(distinct.len(), 50, "each event once: {applied:?}");
+        assert_eq!(applied.len(), published, "each event once: {applied:?}");
+        assert_eq!(distinct.len(), published, "each event once: {applied:?}");
         assert_eq!(
             applied,
             titles_on_stream(app.redis(), "events:ticket:created")
         );
-        // Both replicas consumed: each printed at least one applied event.
         for (name, instance) in [("first", &app), ("second", &replica)] {
             assert!(
-                instance
-                    .logs()
-                    .iter()
-                    .any(|line| line.contains("-> applied")),
-                "the {name} replica applied nothing"
+                applied_any(instance),
+                "the {name} replica applied nothing in {published} events"
             );
         }
         drop(replica);

@@ -278,6 +278,19 @@ impl App {
         }
     }
 
+    /// Another process on this app's SQLite files, Redis and variables, running
+    /// `manifest` instead (a subset of the app's components, say), as a pod of one role
+    /// on a cluster would. It must be dropped before `self` (which owns the files).
+    pub fn start_replica_from(&self, manifest: impl Into<PathBuf>) -> App {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut launch = self.launch.clone();
+        launch.manifest = manifest.into();
+        match launch.start(dir, None) {
+            Ok(app) => app,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
     /// Every line the app printed so far (stdout and stderr).
     pub fn logs(&self) -> Vec<String> {
         self.logs.lines()
@@ -293,6 +306,17 @@ impl App {
     /// The process's exit status, if it has exited.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Kills the process with SIGKILL (a crash: nothing is flushed or rolled back) and
+    /// waits for it. Its files stay until `self` is dropped: `start_replica` runs the
+    /// app again on them.
+    pub fn kill(&mut self) -> ExitStatus {
+        // `Child::kill` sends SIGKILL on Unix.
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("the killed app is reaped");
+        self.stopped = true;
+        status
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -13,16 +13,31 @@ pub struct Redis {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Append-only file on: a restart keeps the streams, groups and keys.
+    is_persistent: bool,
 }
 
 impl Redis {
     /// Starts a server on a free port, with keyspace notifications for expired keys
     /// on (the expiration service relies on them) and no persistence.
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// The same with the append-only file on (as the Kubernetes deployment runs it):
+    /// `restart` brings back every stream, consumer group and key written before.
+    /// Redis writes the file before it answers, so even `stop`'s SIGKILL loses nothing
+    /// that was acknowledged.
+    pub fn start_persistent() -> Redis {
+        Redis::start_with(true)
+    }
+
+    fn start_with(is_persistent: bool) -> Redis {
         let mut redis = Redis {
             port: 0,
             dir: tempfile::tempdir().expect("a temporary directory"),
             child: None,
+            is_persistent,
         };
         // A port can be taken between choosing and binding it: try a few.
         for _ in 0..5 {
@@ -169,7 +184,11 @@ impl Redis {
     fn try_run(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args([
+                "--appendonly",
+                if self.is_persistent { "yes" } else { "no" },
+            ])
             .args(["--notify-keyspace-events", "Ex"])
             .arg("--dir")
             .arg(self.dir.path())

@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod codegen;
 mod events;
+mod faults;
 mod image;
 mod k8s;
 mod manifest;
@@ -42,6 +43,8 @@ cargo xtask <command>
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
   bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
+  faults      the fault suite: races, a consumer down, Redis restarting, failing
+              handlers, malformed input, secrets in logs, crashes (docs/reliability.md)
   image       the app as an OCI image (target/image/); `image --push <ref>` pushes it
               and pulls it back to check every file
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (CRD and
@@ -79,6 +82,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("image") => image::run(&project, &args[1..]),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
+        Some("faults") => faults::run(&project),
         Some("events") => events::run(&project, &args[1..]),
         Some("vendor-wit") => wit::vendor(&project),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),

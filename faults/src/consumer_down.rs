@@ -1,0 +1,183 @@
+//! Consumer down: tickets' listener (its `tickets-events` component, the pod of that
+//! role on a cluster) is stopped while buyers order every ticket. Its doorbells ring
+//! for nobody; the events wait on their stream in tickets' consumer group. Once it is
+//! back, every ticket must be reserved by its order exactly once.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use harness::App;
+use serde_json::{Value, json};
+
+use crate::manifest::part;
+use crate::{Logbook, Report, Size, WAIT, bus, db, users};
+
+const CLIENTS: usize = 4;
+
+pub fn run(size: Size, logbook: &Logbook) -> Report {
+    let count = size.pick(1000, 100);
+    let down_for = size.pick(Duration::from_secs(30), Duration::from_secs(5));
+    let mut report = Report::default();
+
+    // The app without tickets' listener (and without the web app, not needed here),
+    // and that listener as a process of its own, on the same files and Redis.
+    let main_part = part(|id| !matches!(id, "tickets-events" | "web"));
+    let listener_part = part(|id| id == "tickets-events");
+    let app = App::builder(&main_part.path)
+        .with_redis(harness::Redis::start())
+        .variable("jwt_key", &harness::random_hex(32))
+        .variable("event_ack_wait_ms", "1000")
+        .variable("order_expiration_seconds", "900")
+        .start();
+    let mut listener = app.start_replica_from(&listener_part.path);
+    app.redis().wait_for_subscribers("order:created", 2);
+    app.redis().wait_for_subscribers("ticket:created", 1);
+
+    let seller = users::sign_up(&app, "down-seller");
+    let buyers: Vec<_> = (0..CLIENTS)
+        .map(|n| users::sign_up(&app, &format!("down-buyer{n}")))
+        .collect();
+    let tickets: Vec<Value> = std::thread::scope(|scope| {
+        let sellers: Vec<_> = (0..CLIENTS)
+            .map(|part| {
+                let seller = &seller;
+                scope.spawn(move || {
+                    (part..count)
+                        .step_by(CLIENTS)
+                        .map(|n| seller.sell(&format!("down {n}"), 15.0))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        sellers
+            .into_iter()
+            .flat_map(|seller| seller.join().expect("a seller does not panic"))
+            .collect()
+    });
+    report.check(bus::settle(&app, app.redis(), WAIT), || {
+        "orders did not hear of every ticket".to_owned()
+    });
+
+    // Down: no tickets route is called either, since an HTTP invocation of tickets
+    // would catch up on its streams.
+    listener.terminate();
+    let went_down = Instant::now();
+    let orders: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let refused = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (n, buyer) in buyers.iter().enumerate() {
+            let (tickets, orders, refused) = (&tickets, &orders, &refused);
+            scope.spawn(move || {
+                for ticket in tickets.iter().skip(n).step_by(CLIENTS) {
+                    let reply = buyer.post_json("/api/orders", &json!({"ticketId": ticket["id"]}));
+                    let order = reply.json();
+                    match (reply.status, order["id"].as_str()) {
+                        (201, Some(id)) => {
+                            let ticket = ticket["id"].as_str().unwrap_or_default();
+                            orders
+                                .lock()
+                                .expect("no panics while holding the orders")
+                                .insert(ticket.to_owned(), id.to_owned());
+                        }
+                        _ => refused
+                            .lock()
+                            .expect("no panics while holding the refusals")
+                            .push(format!("{} {}", reply.status, reply.text())),
+                    }
+                }
+            });
+        }
+    });
+    let ordering_took = went_down.elapsed();
+    let orders = orders
+        .into_inner()
+        .expect("no panics while holding the orders");
+    let refused = refused
+        .into_inner()
+        .expect("no panics while holding the refusals");
+    report.check(refused.is_empty(), || {
+        format!("{} orders refused, first: {}", refused.len(), refused[0])
+    });
+    let reserved_while_down = db::count(
+        &app,
+        "tickets",
+        "SELECT count(*) FROM tickets WHERE order_id IS NOT NULL",
+    );
+    report.check(reserved_while_down == 0, || {
+        format!("{reserved_while_down} tickets reserved while their listener was down")
+    });
+    // The outage itself: a fixed time, the scenario's subject.
+    std::thread::sleep(down_for.saturating_sub(went_down.elapsed()));
+    let down_took = went_down.elapsed();
+
+    listener = app.start_replica_from(&listener_part.path);
+    let returned = Instant::now();
+    app.redis().wait_for_subscribers("order:created", 2);
+    // A visitor's listing is an HTTP invocation of tickets: it catches up on the
+    // backlog, which the listing then no longer shows.
+    let caught_up = crate::poll_until(WAIT, || {
+        let listing = app.get("/api/tickets").json();
+        listing
+            .as_array()
+            .is_some_and(|for_sale| for_sale.is_empty())
+            && app
+                .redis()
+                .group_caught_up("events:order:created", "tickets")
+    });
+    let catch_up_took = returned.elapsed();
+    report.check(caught_up, || {
+        format!("tickets did not catch up within {WAIT:?}")
+    });
+
+    // What tickets holds, and what it published.
+    let reserved: BTreeMap<String, String> = db::pairs(
+        &app,
+        "tickets",
+        "SELECT id, order_id FROM tickets WHERE order_id IS NOT NULL",
+    )
+    .into_iter()
+    .collect();
+    let lost = orders
+        .iter()
+        .filter(|(ticket, order)| reserved.get(*ticket) != Some(*order))
+        .count();
+    let mut reservations: BTreeMap<String, usize> = BTreeMap::new();
+    for envelope in bus::envelopes(app.redis(), "ticket:updated") {
+        if envelope["data"]["orderId"].is_string() {
+            let ticket = envelope["data"]["id"].as_str().unwrap_or_default();
+            *reservations.entry(ticket.to_owned()).or_default() += 1;
+        }
+    }
+    let twice = reservations.values().filter(|count| **count > 1).count()
+        + usize::try_from(db::count(
+            &app,
+            "tickets",
+            "SELECT count(*) FROM tickets WHERE version > 1",
+        ))
+        .unwrap_or(usize::MAX);
+    report.check(lost == 0, || {
+        format!("{lost} orders' tickets not reserved for them")
+    });
+    report.check(twice == 0, || {
+        format!("{twice} tickets reserved more than once")
+    });
+    report.check(orders.len() == count, || {
+        format!("{} of {count} orders created", orders.len())
+    });
+
+    report.figures = format!(
+        "tickets' listener down for {:.0} s while {} orders were created (in {:.1} s); \
+         back, it applied the backlog in {:.1} s: {} tickets reserved, {lost} lost, \
+         {twice} applied twice",
+        down_took.as_secs_f64(),
+        orders.len(),
+        ordering_took.as_secs_f64(),
+        catch_up_took.as_secs_f64(),
+        reserved.len(),
+    );
+    logbook.keep(&listener);
+    logbook.keep(&app);
+    drop(listener);
+    report
+}

@@ -1,0 +1,123 @@
+//! Reading the services' SQLite files from outside, as an operator would: counts,
+//! `PRAGMA integrity_check`, and whether a request changed a file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::App;
+use rusqlite::{Connection, OpenFlags};
+
+/// Every database of the app.
+pub const DATABASES: [&str; 5] = ["auth", "tickets", "orders", "expiration", "payments"];
+/// The databases with an outbox (auth publishes nothing).
+pub const WITH_OUTBOX: [&str; 4] = ["tickets", "orders", "expiration", "payments"];
+
+/// A read-only connection that waits for the app's writers rather than failing.
+pub fn open(path: &Path) -> Connection {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
+    connection
+        .busy_timeout(Duration::from_secs(10))
+        .expect("a busy timeout");
+    connection
+}
+
+/// The first column of every row of `sql`, as text.
+pub fn strings(app: &App, database: &str, sql: &str) -> Vec<String> {
+    let connection = open(&app.sqlite_path(database));
+    let mut statement = connection
+        .prepare(sql)
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
+/// The pairs of the first two columns of every row of `sql`.
+pub fn pairs(app: &App, database: &str, sql: &str) -> Vec<(String, String)> {
+    let connection = open(&app.sqlite_path(database));
+    let mut statement = connection
+        .prepare(sql)
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
+/// The single number `sql` gives.
+pub fn count(app: &App, database: &str, sql: &str) -> i64 {
+    open(&app.sqlite_path(database))
+        .query_row(sql, [], |row| row.get(0))
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
+/// Events committed to `database`'s outbox and not yet on their stream.
+pub fn unrelayed(app: &App, database: &str) -> i64 {
+    count(
+        app,
+        database,
+        "SELECT count(*) FROM outbox WHERE relayed_ms IS NULL",
+    )
+}
+
+/// `PRAGMA integrity_check`'s verdict: `ok`, or the problems it lists. Opened
+/// read-write, as a restarted app opens it: a journal left by a crash is rolled back.
+pub fn integrity(path: &Path) -> String {
+    let connection = Connection::open(path)
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
+    connection
+        .busy_timeout(Duration::from_secs(10))
+        .expect("a busy timeout");
+    let mut statement = connection
+        .prepare("PRAGMA integrity_check")
+        .expect("PRAGMA integrity_check");
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map(|lines| lines.join(", "))
+        .unwrap_or_else(|err| format!("cannot check: {err}"))
+}
+
+/// Watches every database for changes: SQLite's `data_version` moves when another
+/// connection commits a change to the file.
+pub struct Watch {
+    connections: Vec<(&'static str, Connection)>,
+}
+
+impl Watch {
+    pub fn new(app: &App) -> Watch {
+        Watch {
+            connections: DATABASES
+                .iter()
+                .map(|name| (*name, open(&app.sqlite_path(name))))
+                .collect(),
+        }
+    }
+
+    /// Each database's `data_version` now.
+    pub fn versions(&self) -> Vec<i64> {
+        self.connections
+            .iter()
+            .map(|(name, connection)| {
+                connection
+                    .query_row("PRAGMA data_version", [], |row| row.get(0))
+                    .unwrap_or_else(|err| panic!("data_version of {name}: {err}"))
+            })
+            .collect()
+    }
+
+    /// The databases whose version differs between `before` and `after`.
+    pub fn changed(&self, before: &[i64], after: &[i64]) -> Vec<&'static str> {
+        self.connections
+            .iter()
+            .zip(before.iter().zip(after))
+            .filter(|(_, (before, after))| before != after)
+            .map(|((name, _), _)| *name)
+            .collect()
+    }
+}

@@ -1,0 +1,129 @@
+//! `faults`: runs every scenario of the fault suite at full size, prints one line per
+//! scenario and `N passed, M failed`, and with `--out FILE` writes the figures there
+//! (docs/reliability.md). `cargo xtask faults` builds everything and runs it.
+//! `--quick` runs the reduced size of `cargo test`; `--only <scenario>` one scenario
+//! (for debugging; the secrets scenario then sees only that one's logs).
+
+use std::process::{Command, ExitCode};
+use std::time::{Instant, SystemTime};
+
+use faults::{Outcome, Size};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut out, mut size, mut only) = (None, Size::Full, None);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--out", Some(file)) => out = Some(file),
+            ("--only", Some(name)) => only = Some(name),
+            ("--quick", next) => {
+                size = Size::Quick;
+                if let Some(next) = next {
+                    eprintln!("unexpected `{next}` after --quick: give it last");
+                    return ExitCode::FAILURE;
+                }
+            }
+            _ => {
+                eprintln!("usage: faults [--out FILE] [--only SCENARIO] [--quick]");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let started = Instant::now();
+    let outcomes = match only {
+        None => faults::run_all(size, |outcome| println!("{}", outcome.line())),
+        Some(name) => {
+            let Some(scenario) = faults::SCENARIOS.iter().find(|known| known.name == name) else {
+                eprintln!("no scenario `{name}`");
+                return ExitCode::FAILURE;
+            };
+            let outcome = faults::run_one(scenario, size, &Default::default());
+            println!("{}", outcome.line());
+            vec![outcome]
+        }
+    };
+    let summary = faults::summary(&outcomes);
+    println!("{summary}");
+    if let Some(out) = out {
+        let text = document(&outcomes, &summary, started.elapsed().as_secs());
+        if let Err(err) = std::fs::write(&out, text) {
+            eprintln!("cannot write {out}: {err}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {out}");
+    }
+    if outcomes.iter().all(Outcome::passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// docs/reliability.md: when, where and with what the figures were produced.
+fn document(outcomes: &[Outcome], summary: &str, seconds: u64) -> String {
+    let date = humantime::format_rfc3339_seconds(SystemTime::now());
+    let commit = output("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = if output("git", &["status", "--porcelain"]).is_empty() {
+        ""
+    } else {
+        " (with uncommitted changes)"
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mut text = format!(
+        "# Reliability\n\n\
+         What the app does when things go wrong, measured by the fault suite \
+         (`faults/`). It runs the real app (the project's host, a real `redis-server`, \
+         real SQLite files) on 127.0.0.1, does something bad to it, and counts what it \
+         finds in the answers, the databases and Redis; a scenario passes only when every \
+         count is the one the design promises. This file is written by\n\n\
+         ```sh\ncargo xtask faults\n```\n\n\
+         Last run: {date}, {cores} cores ({cpu}), the host's dev build, commit \
+         `{commit}`{dirty}, {} min {} s in all: **{summary}**.\n\n\
+         | scenario | figures of the last run | verdict |\n|---|---|---|\n",
+        seconds / 60,
+        seconds % 60
+    );
+    for outcome in outcomes {
+        let verdict = if outcome.passed() {
+            "passed".to_owned()
+        } else {
+            format!("FAILED: {}", outcome.report.failures.join("; "))
+        };
+        text.push_str(&format!(
+            "| {} | {} ({:.0} s) | {verdict} |\n",
+            outcome.scenario,
+            outcome.report.figures.replace('|', "\\|"),
+            outcome.took.as_secs_f64()
+        ));
+    }
+    text.push_str("\n## The scenarios\n\n");
+    for scenario in faults::SCENARIOS {
+        text.push_str(&format!("- **{}**: {}\n", scenario.name, scenario.does));
+    }
+    text.push_str(
+        "\nEach scenario is one module of `faults/src/`. `cargo test` (and so `cargo \
+         xtask test`) runs all of them at a reduced size (`faults/tests/quick.rs`: 10 race \
+         rounds, 100 orders with the listener down for 5 s, 1,000 fuzzed requests, one \
+         kill, ...). The fuzzer's seed is in its figures; `FAULTS_SEED=<seed>` replays \
+         it. `faults --only <scenario> [--quick]` (the binary in the target directory) \
+         runs one scenario.\n",
+    );
+    text
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -209,12 +209,16 @@ fn write(
             .expect("no panics while holding the tickets")
             .push(id);
     }
-    let Some(ticket) = for_sale
-        .lock()
-        .expect("no panics while holding the tickets")
-        .pop()
-    else {
-        return;
+    // The oldest listing: orders has most likely heard of it by now (a ticket it has
+    // not heard of yet is a 404, no write).
+    let ticket = {
+        let mut for_sale = for_sale
+            .lock()
+            .expect("no panics while holding the tickets");
+        if for_sale.len() < 2 * WRITERS {
+            return;
+        }
+        for_sale.remove(0)
     };
     let order = json!({"ticketId": ticket});
     if let Ok((201, order)) = try_send(writer, Method::POST, "/api/orders", Some(&order)) {

@@ -117,6 +117,21 @@ fn document(outcomes: &[Outcome], summary: &str, seconds: u64) -> String {
          it. `faults --only <scenario> [--quick]` (the binary in the target directory) \
          runs one scenario.\n",
     );
+    text.push_str(
+        "\n## What this does not show\n\n\
+         - Real Spin. The suite runs the project's host, which reconnects its Redis \
+         triggers; Spin exits when Redis drops, and SpinKube restarts the pod (the \
+         services then catch up as in *consumer down*).\n\
+         - Events committed while Redis is down wait in their service's outbox until \
+         that service's next invocation (a request, a doorbell of a subject it \
+         listens to, or its HTTP catch-up). *redis restart* pays each order the way the \
+         web app does (the order page loads the order from orders, then pays), so the \
+         wait there is about the outage; a service nobody calls after Redis returns \
+         relays later.\n\
+         - Power loss. The kills stop the process, not the machine: what reached the \
+         operating system survives; SQLite's journal and `fsync`s are not exercised \
+         against a lost page cache.\n",
+    );
     text
 }
 

@@ -48,7 +48,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("an HTTP client");
-    let watch = db::Watch::new(&app);
+    let mut watch = db::Watch::new(&app);
     // The watch must see a change when there is one, or its silence proves nothing.
     let before = watch.versions();
     seller.sell("seen by the watch", 10.0);
@@ -59,9 +59,10 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(bus::settle(&app, app.redis(), WAIT), || {
         "the setup did not settle".to_owned()
     });
+    watch.rebase();
     let mut rng = Rng(seed);
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    let (mut unanswered, mut changed_by_refusal, mut bad_bodies) = (0, 0, 0);
+    let (mut unanswered, mut changed_by_refusal, mut written_back, mut bad_bodies) = (0, 0, 0, 0);
     for _ in 0..requests {
         let request = generate(&mut rng, &targets);
         let before = watch.versions();
@@ -122,15 +123,21 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
                 report.check(bus::settle(&app, app.redis(), WAIT), || {
                     format!("events of {} not applied", request.describe())
                 });
+                watch.rebase();
             }
         } else {
-            let changed = watch.changed(&before, &watch.versions());
+            let written = watch.changed(&before, &watch.versions());
+            let changed = watch.differ(&written);
             if !changed.is_empty() {
                 changed_by_refusal += 1;
                 report.failures.push(format!(
-                    "refused with {status}, yet {changed:?} changed: {}",
+                    "refused with {status} ({}), yet {changed:?} changed: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)]),
                     request.describe()
                 ));
+            } else if !written.is_empty() {
+                // Written and put back, as a declined charge's pending row is.
+                written_back += 1;
             }
         }
     }
@@ -155,7 +162,8 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.figures = format!(
         "{requests} generated malformed requests over {} routes (seed {seed}): {}; \
          {errors} answers of 500, {unanswered} unanswered, {panics} panics, \
-         {changed_by_refusal} refused requests that changed a database, {bad_bodies} error \
+         {changed_by_refusal} refused requests that changed a database ({written_back} wrote \
+         and restored one, as a declined charge does), {bad_bodies} error \
          bodies outside API.md's format",
         ROUTES.len(),
         by_status.join(", ")

@@ -1,6 +1,7 @@
 //! Reading the services' SQLite files from outside, as an operator would: counts,
 //! `PRAGMA integrity_check`, and whether a request changed a file.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 use std::time::Duration;
 
@@ -84,19 +85,50 @@ pub fn integrity(path: &Path) -> String {
 }
 
 /// Watches every database for changes: SQLite's `data_version` moves when another
-/// connection commits a change to the file.
+/// connection commits to the file (cheap, checked around every request), and a digest
+/// of every row tells whether the content differs from a baseline (for the files
+/// whose version moved: a commit can also undo an earlier one, as a declined charge's
+/// pending row is deleted again).
 pub struct Watch {
     connections: Vec<(&'static str, Connection)>,
+    baseline: Vec<u64>,
 }
 
 impl Watch {
     pub fn new(app: &App) -> Watch {
+        let connections: Vec<(&'static str, Connection)> = DATABASES
+            .iter()
+            .map(|name| (*name, open(&app.sqlite_path(name))))
+            .collect();
+        let baseline = connections
+            .iter()
+            .map(|(_, connection)| digest(connection))
+            .collect();
         Watch {
-            connections: DATABASES
-                .iter()
-                .map(|name| (*name, open(&app.sqlite_path(name))))
-                .collect(),
+            connections,
+            baseline,
         }
+    }
+
+    /// Takes the content now as the baseline (after a change that was accepted).
+    pub fn rebase(&mut self) {
+        self.baseline = self
+            .connections
+            .iter()
+            .map(|(_, connection)| digest(connection))
+            .collect();
+    }
+
+    /// Of `names`, the databases whose content differs from the baseline.
+    pub fn differ(&self, names: &[&'static str]) -> Vec<&'static str> {
+        self.connections
+            .iter()
+            .zip(&self.baseline)
+            .filter(|((name, connection), baseline)| {
+                names.contains(name) && digest(connection) != **baseline
+            })
+            .map(|((name, _), _)| *name)
+            .collect()
     }
 
     /// Each database's `data_version` now.
@@ -120,4 +152,34 @@ impl Watch {
             .map(|((name, _), _)| *name)
             .collect()
     }
+}
+
+/// A digest of every row of every table, in no particular order of rows.
+fn digest(connection: &Connection) -> u64 {
+    let mut statement = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("the schema is readable");
+    let tables: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .expect("the schema is readable");
+    let mut hasher = DefaultHasher::new();
+    for table in tables {
+        let mut statement = connection
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .unwrap_or_else(|err| panic!("reading {table}: {err}"));
+        let columns = statement.column_count();
+        let mut rows: Vec<String> = statement
+            .query_map([], |row| {
+                (0..columns)
+                    .map(|column| row.get_ref(column).map(|value| format!("{value:?}")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|values| values.join("\u{1f}"))
+            })
+            .and_then(|rows| rows.collect())
+            .unwrap_or_else(|err| panic!("reading {table}: {err}"));
+        rows.sort_unstable();
+        (table, rows).hash(&mut hasher);
+    }
+    hasher.finish()
 }

@@ -86,9 +86,14 @@ pub fn measure() -> Result<Lateness> {
             return Ok(Lateness { late_ms });
         }
         if Instant::now() > deadline {
+            let log = std::env::temp_dir().join("bench-expiry.log");
+            let _ = std::fs::write(&log, app.logs().join("\n"));
             bail!(
-                "only {} of {ORDERS} expiries were published",
-                published.len()
+                "only {} of {ORDERS} expiries were published within {} s; the app's output \
+                 is in {}",
+                published.len(),
+                WINDOW_SECONDS + 30,
+                log.display()
             );
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -1,16 +1,100 @@
 //! A closed-loop load generator: N keep-alive HTTP/1.1 connections, each sending its
 //! next request as soon as the previous answer is read; latencies of every answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
 use hyper_util::rt::TokioIo;
 
+/// What to send: the same request every time, or the next one of a finite pool (each
+/// order on a fresh ticket); a connection stops when the pool is used up.
+#[derive(Clone)]
+pub enum Requests {
+    Same(Request),
+    Pool(Arc<Pool>),
+}
+
+#[derive(Clone)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Bytes>,
+}
+
+impl Request {
+    pub fn get(path: impl Into<String>) -> Request {
+        Request {
+            method: Method::GET,
+            path: path.into(),
+            body: None,
+        }
+    }
+
+    pub fn post_json(path: impl Into<String>, body: &serde_json::Value) -> Request {
+        Request {
+            method: Method::POST,
+            path: path.into(),
+            body: Some(Bytes::from(body.to_string())),
+        }
+    }
+}
+
+/// Requests handed out once each, in order, to whichever connection asks next.
+pub struct Pool {
+    requests: Vec<Request>,
+    next: AtomicUsize,
+    /// Cycle through the requests instead of stopping at the end.
+    cycle: bool,
+}
+
+impl Pool {
+    /// Each request once; then the load ends.
+    pub fn once(requests: Vec<Request>) -> Arc<Pool> {
+        Arc::new(Pool {
+            requests,
+            next: AtomicUsize::new(0),
+            cycle: false,
+        })
+    }
+
+    /// The requests round and round (e.g. every ticket's page in turn).
+    pub fn cycle(requests: Vec<Request>) -> Arc<Pool> {
+        Arc::new(Pool {
+            requests,
+            next: AtomicUsize::new(0),
+            cycle: true,
+        })
+    }
+
+    fn next(&self) -> Option<&Request> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.cycle {
+            self.requests.get(n % self.requests.len().max(1))
+        } else {
+            self.requests.get(n)
+        }
+    }
+}
+
+impl Requests {
+    fn next(&self) -> Option<&Request> {
+        match self {
+            Requests::Same(request) => Some(request),
+            Requests::Pool(pool) => pool.next(),
+        }
+    }
+}
+
 pub struct Load {
-    url: hyper::Uri,
+    base: hyper::Uri,
     connections: usize,
+    requests: Requests,
+    cookie: Option<String>,
 }
 
 /// What one run measured.
@@ -22,57 +106,107 @@ pub struct Summary {
 }
 
 impl Load {
-    pub fn new(url: &str, connections: usize) -> Load {
+    /// `base` is the server's `http://host:port`.
+    pub fn new(base: &str, connections: usize, requests: Requests) -> Load {
         Load {
-            url: url.parse().expect("the bench builds valid URLs"),
+            base: base.parse().expect("the bench builds valid URLs"),
             connections,
+            requests,
+            cookie: None,
         }
     }
 
-    /// Loads for `warm_up` (not counted), then measures for `measure`.
+    /// Sends `Cookie: <cookie>` with every request (a signed-in user).
+    pub fn cookie(mut self, cookie: Option<&str>) -> Load {
+        self.cookie = cookie.map(str::to_owned);
+        self
+    }
+
+    /// Loads for `warm_up` (not counted), then measures for `measure`, or until a
+    /// pool of requests is used up.
     pub async fn run(&self, warm_up: Duration, measure: Duration) -> Result<Summary> {
         let started = Instant::now();
-        let counted_from = started + warm_up;
-        let until = counted_from + measure;
+        let window = Window {
+            counted_from: started + warm_up,
+            until: started + warm_up + measure,
+        };
         let workers: Vec<_> = (0..self.connections)
-            .map(|_| tokio::spawn(connection(self.url.clone(), counted_from, until)))
+            .map(|_| {
+                tokio::spawn(connection(
+                    self.base.clone(),
+                    self.requests.clone(),
+                    self.cookie.clone(),
+                    window,
+                ))
+            })
             .collect();
         let mut latencies = Vec::new();
         let mut errors = 0;
+        let mut last_answer = window.counted_from;
         for worker in workers {
-            let (mut measured, failed) = worker.await??;
-            latencies.append(&mut measured);
-            errors += failed;
+            let measured = worker.await??;
+            latencies.extend(measured.latencies);
+            errors += measured.errors;
+            last_answer = last_answer.max(measured.last_answer);
         }
         latencies.sort_unstable();
         Ok(Summary {
             latencies,
-            elapsed: measure,
+            elapsed: last_answer
+                .min(window.until)
+                .saturating_duration_since(window.counted_from),
             errors,
         })
     }
 }
 
-async fn connection(
-    url: hyper::Uri,
+#[derive(Clone, Copy)]
+struct Window {
     counted_from: Instant,
     until: Instant,
-) -> Result<(Vec<Duration>, usize)> {
-    let authority = url.authority().context("a URL with a host")?.to_string();
+}
+
+struct Measured {
+    latencies: Vec<Duration>,
+    errors: usize,
+    last_answer: Instant,
+}
+
+async fn connection(
+    base: hyper::Uri,
+    requests: Requests,
+    cookie: Option<String>,
+    window: Window,
+) -> Result<Measured> {
+    let authority = base.authority().context("a URL with a host")?.to_string();
     let stream = tokio::net::TcpStream::connect(&authority).await?;
     stream.set_nodelay(true)?;
     let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(driver);
-    let mut latencies = Vec::new();
-    let mut errors = 0;
+    let mut measured = Measured {
+        latencies: Vec::new(),
+        errors: 0,
+        last_answer: window.counted_from,
+    };
     loop {
         let sent = Instant::now();
-        if sent >= until {
+        if sent >= window.until {
             break;
         }
-        let request = hyper::Request::get(url.path())
-            .header(hyper::header::HOST, &authority)
-            .body(Empty::<Bytes>::new())?;
+        let Some(spec) = requests.next() else {
+            break;
+        };
+        let mut request = hyper::Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.path.as_str())
+            .header(hyper::header::HOST, &authority);
+        if let Some(cookie) = &cookie {
+            request = request.header(hyper::header::COOKIE, cookie);
+        }
+        if spec.body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(spec.body.clone().unwrap_or_default()))?;
         let ok = match sender.send_request(request).await {
             Ok(response) => {
                 let is_success = response.status().is_success();
@@ -80,23 +214,29 @@ async fn connection(
             }
             Err(_) => false,
         };
-        if sent >= counted_from {
+        if sent >= window.counted_from {
+            measured.last_answer = Instant::now();
             if ok {
-                latencies.push(sent.elapsed());
+                measured.latencies.push(sent.elapsed());
             } else {
-                errors += 1;
+                measured.errors += 1;
             }
         }
         if !ok && sender.ready().await.is_err() {
             break;
         }
     }
-    Ok((latencies, errors))
+    Ok(measured)
 }
 
 impl Summary {
     pub fn requests_per_second(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.latencies.len() as f64 / seconds
+        } else {
+            0.0
+        }
     }
 
     pub fn percentile(&self, percent: f64) -> Duration {

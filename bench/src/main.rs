@@ -1,28 +1,49 @@
-//! `bench`: measures the host against a bare hyper server in one run, on 127.0.0.1.
+//! `bench`: the app's throughput, latency, event pipeline, start-up and memory, next to
+//! a native baseline, in one run on 127.0.0.1.
 //!
-//! `bench run [--out FILE]` starts a real Redis, the app and the host's probe app on
-//! the host, and a bare hyper "hello" server (`bench hello`, its own process, like the
-//! host), then loads each route with concurrent keep-alive connections and prints a
-//! table (also written to FILE as markdown). `cargo xtask bench` builds everything in
-//! release first and runs it.
+//! `bench run [--out FILE]` starts a real Redis and the app on the host, lists tickets
+//! through its API, and loads each route with concurrent keep-alive connections; the
+//! same routes are served by `bench native` (hyper and rusqlite with the services' SQL,
+//! on a copy of the same databases, see `native.rs`) and by a bare hyper "hello"
+//! (`bench hello`), each its own process like the host. It prints a report (also
+//! written to FILE as markdown). `cargo xtask bench` builds everything in release
+//! first and runs it.
 
 mod expiry;
 mod load;
+mod market;
+mod native;
+mod pipeline;
+mod startup;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use harness::{App, Redis, Runtime};
+use serde_json::json;
 
-use crate::load::{Load, Summary};
+use crate::load::{Load, Pool, Request, Requests, Summary};
+use crate::market::Market;
 
-/// Connections for the throughput runs; the latency runs use one.
+/// Connections for the throughput runs.
 const CONNECTIONS: usize = 32;
-const WARM_UP: Duration = Duration::from_secs(1);
-const MEASURE: Duration = Duration::from_secs(5);
+/// Sign-in is bounded by argon2 (19 MiB per hash): fewer connections.
+const SIGN_IN_CONNECTIONS: usize = 8;
+const WARM_UP: Duration = Duration::from_millis(500);
+const MEASURE: Duration = Duration::from_secs(3);
+/// Tickets for sale in the read benchmarks, then in the scaled ones.
+const TICKETS: usize = 1_000;
+const MANY_TICKETS: usize = 10_000;
+/// Fresh tickets for `POST /api/orders` on the host (more than 3.5 s of it can use),
+/// and for the baseline, which is faster (added to its copy of orders' replica).
+const HOST_ORDER_POOL: usize = 6_000;
+const NATIVE_ORDER_POOL: usize = 60_000;
+/// Orders timed one by one through the event pipeline.
+const PIPELINE_ORDERS: usize = 500;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +51,12 @@ fn main() -> Result<()> {
         Some("hello") => {
             let listen = args.get(2).map_or("127.0.0.1:0", String::as_str).parse()?;
             hello_server(listen)
+        }
+        Some("native") => {
+            let [_, data, redis_url, jwt_key] = &args[..] else {
+                bail!("usage: bench native <data dir> <redis url> <jwt key>");
+            };
+            native::serve("127.0.0.1:0".parse()?, Path::new(data), redis_url, jwt_key)
         }
         Some("expiry") => {
             println!("{}", expiry::measure()?.summary());
@@ -42,83 +69,268 @@ fn main() -> Result<()> {
             };
             run(out)
         }
-        _ => bail!("usage: bench run [--out FILE] | bench expiry | bench hello [--listen ADDR]"),
+        _ => bail!(
+            "usage: bench run [--out FILE] | bench expiry | bench hello [--listen ADDR] \
+             | bench native <data dir> <redis url> <jwt key>"
+        ),
     }
 }
 
-struct Target {
-    name: &'static str,
-    url: String,
+/// One route measured on the host and on the baseline.
+struct Pair {
+    name: String,
+    connections: usize,
+    host: Summary,
+    native: Summary,
+}
+
+impl Pair {
+    fn ratio(&self) -> f64 {
+        self.host.requests_per_second() / self.native.requests_per_second()
+    }
+}
+
+/// Loads `requests` on the app and on the baseline, one after the other.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    /// The app's `http://127.0.0.1:<port>`.
+    app: String,
+    cookie: String,
+}
+
+impl Bench {
+    fn load(
+        &self,
+        base: &str,
+        connections: usize,
+        requests: Requests,
+        signed_in: bool,
+    ) -> Result<Summary> {
+        let cookie = signed_in.then_some(self.cookie.as_str());
+        self.runtime.block_on(
+            Load::new(base, connections, requests)
+                .cookie(cookie)
+                .run(WARM_UP, MEASURE),
+        )
+    }
+
+    fn pair(
+        &self,
+        name: &str,
+        native: &Server,
+        connections: usize,
+        requests: (Requests, Requests),
+        signed_in: bool,
+    ) -> Result<Pair> {
+        eprintln!("loading {name} with {connections} connections ...");
+        let host = self.load(&self.app, connections, requests.0, signed_in)?;
+        let native = self.load(&native.url, connections, requests.1, signed_in)?;
+        Ok(Pair {
+            name: name.to_owned(),
+            connections,
+            host,
+            native,
+        })
+    }
+}
+
+fn same(request: Request) -> (Requests, Requests) {
+    (Requests::Same(request.clone()), Requests::Same(request))
 }
 
 fn run(out: Option<String>) -> Result<()> {
-    eprintln!("starting Redis, the app, the probe app and the bare hyper server");
-    let app = harness::spawn_app();
-    let probe = App::builder(harness::workspace_root().join("host/probe/spin.toml"))
+    let started = Instant::now();
+    let jwt_key = harness::random_hex(32);
+    eprintln!("starting Redis and the app on the host");
+    let app = App::builder(harness::workspace_root().join("spin.toml"))
         .with_redis(Redis::start())
-        .variable("secret_word", "bench")
+        .variable("jwt_key", &jwt_key)
         .start();
-    // Real Spin on the same routes, for context, when it is installed.
-    let on_spin = Runtime::spin().map(|spin| {
-        eprintln!("Spin found: its rows are measured too");
-        let app = harness::spawn_app_on(spin.clone());
-        let probe = App::builder(harness::workspace_root().join("host/probe/spin.toml"))
-            .runtime(spin)
-            .with_redis(Redis::start())
-            .variable("secret_word", "bench")
-            .start();
-        (app, probe)
-    });
-    let mut bare = BareServer::start()?;
-    let mut targets = vec![
-        Target {
-            name: "bare hyper: GET /",
-            url: format!("{}/", bare.url),
-        },
-        Target {
-            name: "host, trivial route: GET /hello",
-            url: format!("{}/hello", probe.base_url()),
-        },
-        Target {
-            name: "host, auth: GET /api/users/currentuser",
-            url: format!("{}/api/users/currentuser", app.base_url()),
-        },
-    ];
-    if let Some((app, probe)) = &on_spin {
-        targets.push(Target {
-            name: "Spin 3.6, trivial route: GET /hello",
-            url: format!("{}/hello", probe.base_url()),
-        });
-        targets.push(Target {
-            name: "Spin 3.6, auth: GET /api/users/currentuser",
-            url: format!("{}/api/users/currentuser", app.base_url()),
-        });
-    }
+    let mut market = Market::open(&app)?;
+    let bench = Bench {
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        app: app.base_url().to_owned(),
+        cookie: market.buyer_cookie.clone(),
+    };
+    let copies = tempfile::tempdir()?;
+    let native_redis = Redis::start();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let mut throughput = Vec::new();
-    let mut latency = Vec::new();
-    for target in &targets {
-        eprintln!("loading {} ...", target.name);
-        let many = runtime.block_on(Load::new(&target.url, CONNECTIONS).run(WARM_UP, MEASURE))?;
-        let one = runtime.block_on(Load::new(&target.url, 1).run(WARM_UP, MEASURE))?;
-        throughput.push(many);
-        latency.push(one);
+    eprintln!("listing {TICKETS} tickets");
+    let tickets = market.list(TICKETS)?;
+    market.wait_until_orders_knows_all()?;
+    market.snapshot(copies.path())?;
+    let native = Server::native(copies.path(), &native_redis.url(), &jwt_key)?;
+
+    let mut routes = Vec::new();
+    let sampler = startup::RssSampler::start(app.pid());
+    routes.push(bench.pair(
+        "GET /api/tickets (1,000 for sale)",
+        &native,
+        CONNECTIONS,
+        same(Request::get("/api/tickets")),
+        false,
+    )?);
+    let rss_under_load = sampler.finish();
+    let pages = |_: ()| {
+        let requests: Vec<Request> = tickets
+            .iter()
+            .map(|id| Request::get(format!("/api/tickets/{id}")))
+            .collect();
+        (
+            Requests::Pool(Pool::cycle(requests.clone())),
+            Requests::Pool(Pool::cycle(requests)),
+        )
+    };
+    routes.push(bench.pair(
+        "GET /api/tickets/:id",
+        &native,
+        CONNECTIONS,
+        pages(()),
+        false,
+    )?);
+    routes.push(bench.pair(
+        "GET /api/users/currentuser (signed in)",
+        &native,
+        CONNECTIONS,
+        same(Request::get("/api/users/currentuser")),
+        true,
+    )?);
+    let sign_in = bench.pair(
+        "POST /api/users/signin",
+        &native,
+        SIGN_IN_CONNECTIONS,
+        same(Request::post_json(
+            "/api/users/signin",
+            &json!({"email": market.buyer_email, "password": market::BUYER_PASSWORD}),
+        )),
+        false,
+    )?;
+    let mut scaling = Vec::new();
+    for connections in [1, 8, 64] {
+        scaling.push(bench.pair(
+            "GET /api/tickets, 1,000 tickets",
+            &native,
+            connections,
+            same(Request::get("/api/tickets")),
+            false,
+        )?);
     }
-    bare.stop();
+    drop(native);
+
+    eprintln!(
+        "listing {} tickets to order",
+        HOST_ORDER_POOL + PIPELINE_ORDERS
+    );
+    let order_pool = market.list(HOST_ORDER_POOL)?;
+    let pipeline_tickets = market.list(PIPELINE_ORDERS)?;
+    market.wait_until_orders_knows_all()?;
+    market.snapshot(copies.path())?;
+    let native_pool = market::add_order_pool(copies.path(), NATIVE_ORDER_POOL)?;
+    let native = Server::native(copies.path(), &native_redis.url(), &jwt_key)?;
+    let orders = |ids: &[String]| {
+        Requests::Pool(Pool::once(
+            ids.iter()
+                .map(|id| Request::post_json("/api/orders", &json!({"ticketId": id})))
+                .collect(),
+        ))
+    };
+    routes.push(bench.pair(
+        "POST /api/orders (each on a fresh ticket)",
+        &native,
+        CONNECTIONS,
+        (orders(&order_pool), orders(&native_pool)),
+        true,
+    )?);
+    drop(native);
+
+    eprintln!("timing {PIPELINE_ORDERS} orders through the event pipeline");
+    let buyer = app.new_client();
+    let reply = buyer.post_json(
+        "/api/users/signin",
+        &json!({"email": market.buyer_email, "password": market::BUYER_PASSWORD}),
+    );
+    if reply.status != 200 {
+        bail!("signing the buyer in answered {}", reply.status);
+    }
+    let pipeline = pipeline::measure(&app, &buyer, &pipeline_tickets)?;
+
+    let more = MANY_TICKETS.saturating_sub(market.for_sale()?);
+    eprintln!("listing {more} more tickets, to {MANY_TICKETS} for sale");
+    let many = market.list(more)?;
+    market.snapshot(copies.path())?;
+    let native = Server::native(copies.path(), &native_redis.url(), &jwt_key)?;
+    scaling.push(bench.pair(
+        "GET /api/tickets, 10,000 tickets",
+        &native,
+        8,
+        same(Request::get("/api/tickets")),
+        false,
+    )?);
+    let many_pages: Vec<Request> = many
+        .iter()
+        .map(|id| Request::get(format!("/api/tickets/{id}")))
+        .collect();
+    scaling.push(bench.pair(
+        "GET /api/tickets/:id, 10,000 tickets",
+        &native,
+        CONNECTIONS,
+        (
+            Requests::Pool(Pool::cycle(many_pages.clone())),
+            Requests::Pool(Pool::cycle(many_pages)),
+        ),
+        false,
+    )?);
+    drop(native);
+    drop(market);
+    drop(app);
+
+    eprintln!("start-up: with an empty compiled-code cache, then with a warm one");
+    let start_up = startup::measure()?;
+    let trivial = trivial_routes(&bench.runtime)?;
     eprintln!(
         "expiration: {} orders with a {}-second window ...",
         expiry::ORDERS,
-        2
+        expiry::WINDOW_SECONDS
     );
     let lateness = expiry::measure()?;
-    // The host logs how long each instance took to make; the probe's lines are /hello's.
-    let instances = Instances::from_logs(&probe.logs());
 
-    let mut report = report(&targets, &throughput, &latency, &instances);
-    let _ = writeln!(report, "\n{}", lateness.summary());
+    let mut report = String::new();
+    header(&mut report);
+    routes_section(&mut report, &routes, &sign_in, &trivial);
+    scaling_section(&mut report, &scaling);
+    let _ = writeln!(report, "\n## The event pipeline\n");
+    let _ = writeln!(
+        report,
+        "`POST /api/orders` until the ticket shows the order's id in tickets' database \
+         (orders commits and relays `order:created`; the doorbell wakes tickets' listener, \
+         which reserves the ticket in its own transaction), {} orders one at a time: \
+         p50 {}, p99 {}, max {} (goal: p99 under 50 ms).\n",
+        pipeline.len(),
+        duration(load::percentile(&pipeline, 50.0)),
+        duration(load::percentile(&pipeline, 99.0)),
+        duration(load::percentile(&pipeline, 100.0)),
+    );
+    let _ = writeln!(report, "{}", lateness.summary());
+    let _ = writeln!(report, "\n## Start-up and memory\n");
+    let _ = writeln!(
+        report,
+        "From starting the host to the first 200 of `GET /api/tickets`: {} with an empty \
+         compiled-code cache (every component compiled), {} with a warm one.\n\n\
+         Resident memory of the host: {} idle after its first request; at most {} under \
+         {CONNECTIONS} connections on `GET /api/tickets` (1,000 tickets).",
+        duration(Some(start_up.cold)),
+        duration(Some(start_up.warm)),
+        mebibytes(start_up.idle_rss_kib),
+        mebibytes(rss_under_load),
+    );
+    trivial_section(&mut report, &trivial);
+    let _ = writeln!(
+        report,
+        "\nThe whole run took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
 
     print!("{report}");
     if let Some(out) = out {
@@ -126,6 +338,230 @@ fn run(out: Option<String>) -> Result<()> {
         eprintln!("written to {out}");
     }
     Ok(())
+}
+
+fn mebibytes(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+fn duration(value: Option<Duration>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), micros)
+}
+
+fn header(text: &mut String) {
+    let _ = writeln!(text, "# Benchmarks\n");
+    let _ = writeln!(
+        text,
+        "`cargo xtask bench`, {} on {}; commit {}. Everything on 127.0.0.1; the load \
+         generator shares the machine with the servers. Each figure: {} ms of warm-up, then \
+         {} s of closed-loop load on keep-alive connections (each sends its next request \
+         when the answer is in). The app runs on the project's host (release), with its \
+         real Redis and SQLite files.",
+        date(),
+        machine(),
+        commit(),
+        WARM_UP.as_millis(),
+        MEASURE.as_secs(),
+    );
+}
+
+fn pair_row(text: &mut String, pair: &Pair) {
+    let _ = writeln!(
+        text,
+        "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2} | {} |",
+        pair.name,
+        pair.connections,
+        pair.host.requests_per_second(),
+        micros(pair.host.percentile(50.0)),
+        micros(pair.host.percentile(99.0)),
+        pair.native.requests_per_second(),
+        micros(pair.native.percentile(50.0)),
+        micros(pair.native.percentile(99.0)),
+        pair.ratio(),
+        pair.host.errors + pair.native.errors,
+    );
+}
+
+const PAIR_HEADER: &str = "| route | connections | host req/s | p50 | p99 | native req/s | p50 | p99 | wasm/native | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+fn routes_section(text: &mut String, routes: &[Pair], sign_in: &Pair, trivial: &Trivial) {
+    let _ = writeln!(text, "\n## The app next to a native baseline\n");
+    let _ = writeln!(
+        text,
+        "\"native\" is `bench native`: hyper and rusqlite compiled for the machine, running \
+         the services' SQL with their JSON types on a copy of the same databases, and for \
+         an order the same outbox row relayed to Redis (bench/src/native.rs says what it \
+         does differently: it keeps its connections open). wasm/native is the ratio of \
+         requests/s, the headline figure (goal: at least 0.5 for reads).\n"
+    );
+    let _ = writeln!(text, "{PAIR_HEADER}");
+    for pair in routes {
+        pair_row(text, pair);
+    }
+    pair_row(text, sign_in);
+    let reads: Vec<f64> = routes
+        .iter()
+        .filter(|pair| pair.name.starts_with("GET"))
+        .map(Pair::ratio)
+        .collect();
+    let lowest = reads.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = reads.iter().copied().fold(0.0, f64::max);
+    let _ = writeln!(
+        text,
+        "\nReads: the host serves {lowest:.2}–{highest:.2} of the baseline's requests/s \
+         (goal: at least 0.5). Sign-in is bounded by its password hash (argon2id, 19 MiB, \
+         2 passes) on both sides, by design; it is measured with {SIGN_IN_CONNECTIONS} \
+         connections. The orders' pools: {HOST_ORDER_POOL} fresh tickets on the host, \
+         {NATIVE_ORDER_POOL} on the baseline; a run ends early when its pool is used up."
+    );
+    let ceiling = trivial.throughput[1].requests_per_second();
+    let _ = writeln!(
+        text,
+        "\nWhy the cheap reads are far from the goal: a route that does nothing at all runs \
+         at {ceiling:.0} requests/s on the host (last section). Every request gets a fresh \
+         instance, and its start-up (wasi-libc and the preview1 adapter setting themselves \
+         up, the request and response crossing the component boundary) costs more than the \
+         SQL and JSON of a cheap read; the baseline pays none of it. `currentuser` and one \
+         ticket's page run at {:.0}% and {:.0}% of that ceiling. The list, where the work \
+         itself dominates, comes closest to the baseline.",
+        routes[2].host.requests_per_second() / ceiling * 100.0,
+        routes[1].host.requests_per_second() / ceiling * 100.0,
+    );
+}
+
+fn scaling_section(text: &mut String, scaling: &[Pair]) {
+    let _ = writeln!(text, "\n## Scaling\n");
+    let _ = writeln!(
+        text,
+        "The list grows with the tickets for sale (every one is in the answer: 10,000 \
+         tickets are about 1.3 MB of JSON); one ticket's page does not (an index lookup).\n"
+    );
+    let _ = writeln!(text, "{PAIR_HEADER}");
+    for pair in scaling {
+        pair_row(text, pair);
+    }
+}
+
+/// The host's own overhead: a trivial route next to bare hyper (and real Spin's, when
+/// it is installed).
+struct Trivial {
+    targets: Vec<Target>,
+    throughput: Vec<Summary>,
+    latency: Vec<Summary>,
+    instances: Instances,
+}
+
+struct Target {
+    name: &'static str,
+    url: String,
+}
+
+fn trivial_routes(runtime: &tokio::runtime::Runtime) -> Result<Trivial> {
+    let probe = App::builder(harness::workspace_root().join("host/probe/spin.toml"))
+        .with_redis(Redis::start())
+        .variable("secret_word", "bench")
+        .start();
+    let on_spin = Runtime::spin().map(|spin| {
+        eprintln!("Spin found: its rows are measured too");
+        App::builder(harness::workspace_root().join("host/probe/spin.toml"))
+            .runtime(spin)
+            .with_redis(Redis::start())
+            .variable("secret_word", "bench")
+            .start()
+    });
+    let bare = Server::hello()?;
+    let mut targets = vec![
+        Target {
+            name: "bare hyper: GET /",
+            url: bare.url.clone(),
+        },
+        Target {
+            name: "host, trivial route: GET /hello",
+            url: probe.base_url().to_owned(),
+        },
+    ];
+    if let Some(spin) = &on_spin {
+        targets.push(Target {
+            name: "Spin 3.6, trivial route: GET /hello",
+            url: spin.base_url().to_owned(),
+        });
+    }
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    for (n, target) in targets.iter().enumerate() {
+        eprintln!("loading {} ...", target.name);
+        let path = if n == 0 { "/" } else { "/hello" };
+        let load = |connections| {
+            runtime.block_on(
+                Load::new(&target.url, connections, Requests::Same(Request::get(path)))
+                    .run(WARM_UP, MEASURE),
+            )
+        };
+        throughput.push(load(CONNECTIONS)?);
+        latency.push(load(1)?);
+    }
+    Ok(Trivial {
+        targets,
+        throughput,
+        latency,
+        // The host logs how long each instance took to make; the probe's lines are /hello's.
+        instances: Instances::from_logs(&probe.logs()),
+    })
+}
+
+fn trivial_section(text: &mut String, trivial: &Trivial) {
+    let Trivial {
+        targets,
+        throughput,
+        latency,
+        instances,
+    } = trivial;
+    let _ = writeln!(text, "\n## The host's own overhead\n");
+    let _ = writeln!(
+        text,
+        "A route that does nothing but answer, on the host, next to bare hyper doing the \
+         same.\n"
+    );
+    let _ = writeln!(
+        text,
+        "| route | req/s ({CONNECTIONS} connections) | p50 | p99 | errors | p50, 1 connection |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|");
+    for ((target, many), one) in targets.iter().zip(throughput).zip(latency) {
+        let _ = writeln!(
+            text,
+            "| {} | {:.0} | {} | {} | {} | {} |",
+            target.name,
+            many.requests_per_second(),
+            micros(many.percentile(50.0)),
+            micros(many.percentile(99.0)),
+            many.errors + one.errors,
+            micros(one.percentile(50.0)),
+        );
+    }
+    let overhead = latency[1]
+        .percentile(50.0)
+        .saturating_sub(latency[0].percentile(50.0));
+    let _ = writeln!(
+        text,
+        "\nPer request, the host adds {} at p50 over bare hyper with one connection: \
+         routing, a fresh instance from the pooling allocator, the guest's run and its \
+         response. Instantiation alone (a new `Store` with its WASI context, then \
+         `InstancePre::instantiate`), from the host's request log over {} requests of the \
+         trivial route: p50 {}, p99 {} (goal: at most 100 µs).",
+        micros(overhead),
+        instances.0.len(),
+        instances.percentile(50.0),
+        instances.percentile(99.0),
+    );
+    if let Some(spin) = throughput.get(2) {
+        let _ = writeln!(
+            text,
+            "\nReal Spin 3.6 on the same machine, same component, same load: the host serves \
+             the trivial route at {:.1}× Spin's requests/s.",
+            throughput[1].requests_per_second() / spin.requests_per_second(),
+        );
+    }
 }
 
 /// Per-request instantiation times, read from the host's request lines
@@ -150,75 +586,11 @@ impl Instances {
     }
 }
 
-fn report(
-    targets: &[Target],
-    throughput: &[Summary],
-    latency: &[Summary],
-    instances: &Instances,
-) -> String {
-    let mut text = String::new();
-    let machine = machine();
-    let _ = writeln!(text, "# Benchmarks\n");
-    let _ = writeln!(
-        text,
-        "`cargo xtask bench`, {} on {machine}; commit {}. Everything on 127.0.0.1; the load \
-         generator shares the machine with the servers.\n",
-        date(),
-        commit()
-    );
-    let _ = writeln!(
-        text,
-        "| route | req/s ({CONNECTIONS} connections) | p50 | p99 | errors | p50, 1 connection |"
-    );
-    let _ = writeln!(text, "|---|---:|---:|---:|---:|---:|");
-    for ((target, many), one) in targets.iter().zip(throughput).zip(latency) {
-        let _ = writeln!(
-            text,
-            "| {} | {:.0} | {} | {} | {} | {} |",
-            target.name,
-            many.requests_per_second(),
-            micros(many.percentile(50.0)),
-            micros(many.percentile(99.0)),
-            many.errors + one.errors,
-            micros(one.percentile(50.0)),
-        );
-    }
-    let ratio = throughput[1].requests_per_second() / throughput[0].requests_per_second();
-    let overhead = latency[1]
-        .percentile(50.0)
-        .saturating_sub(latency[0].percentile(50.0));
-    let _ = writeln!(
-        text,
-        "\nThe trivial route on the host does {:.0}% of bare hyper's requests/s (goal: at least \
-         50%). Per request, the host adds {} at p50 over bare hyper with one connection: \
-         routing, a fresh instance from the pooling allocator, the guest's run and its \
-         response.\n\nInstantiation alone (a new `Store` with its WASI context, then \
-         `InstancePre::instantiate`), from the host's request log over {} requests of the \
-         trivial route: p50 {}, p99 {} (goal: at most 100 µs).",
-        ratio * 100.0,
-        micros(overhead),
-        instances.0.len(),
-        instances.percentile(50.0),
-        instances.percentile(99.0),
-    );
-    if let Some(spin) = throughput.get(3) {
-        let _ = writeln!(
-            text,
-            "\nReal Spin 3.6 on the same machine, same components, same load: the host serves \
-             the trivial route at {:.1}× Spin's requests/s, and `currentuser` at {:.1}×.",
-            throughput[1].requests_per_second() / spin.requests_per_second(),
-            throughput[2].requests_per_second()
-                / throughput
-                    .get(4)
-                    .map_or(f64::NAN, Summary::requests_per_second),
-        );
-    }
-    text
-}
-
 fn micros(duration: Duration) -> String {
     let micros = duration.as_secs_f64() * 1e6;
-    if micros >= 1000.0 {
+    if micros >= 1e6 {
+        format!("{:.1} s", micros / 1e6)
+    } else if micros >= 1000.0 {
         format!("{:.2} ms", micros / 1000.0)
     } else {
         format!("{micros:.0} µs")
@@ -255,17 +627,27 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// `bench hello` in a process of its own, stopped (by PID) on drop.
-struct BareServer {
+/// `bench hello` or `bench native` in a process of its own (like the host), stopped
+/// by its PID on drop.
+struct Server {
     child: Child,
     url: String,
 }
 
-impl BareServer {
-    fn start() -> Result<BareServer> {
+impl Server {
+    fn hello() -> Result<Server> {
+        Server::start(&["hello"])
+    }
+
+    fn native(data: &Path, redis_url: &str, jwt_key: &str) -> Result<Server> {
+        let data = data.to_string_lossy();
+        Server::start(&["native", &data, redis_url, jwt_key])
+    }
+
+    fn start(args: &[&str]) -> Result<Server> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .arg("hello")
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().context("stdout is piped")?;
@@ -274,20 +656,16 @@ impl BareServer {
         let url = line
             .trim()
             .strip_prefix("Serving ")
-            .context("the hello server did not say where it serves")?
+            .with_context(|| format!("`bench {}` did not say where it serves", args[0]))?
             .to_owned();
-        Ok(BareServer { child, url })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(Server { child, url })
     }
 }
 
-impl Drop for BareServer {
+impl Drop for Server {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

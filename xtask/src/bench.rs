@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the host's throughput and latency next to a bare hyper server,
-//! measured in one run on 127.0.0.1 (`bench/`), written to docs/benchmarks.md.
+//! `cargo xtask bench`: the app's throughput and latency on the host next to a native
+//! baseline, its event pipeline, start-up and memory, measured in one run on 127.0.0.1
+//! (`bench/`), written to docs/benchmarks.md.
 
 use anyhow::Result;
 
@@ -24,7 +25,7 @@ pub fn run(project: &Project) -> Result<()> {
         ])
         .run()?;
 
-    step("Benchmarking (about five minutes)");
+    step("Benchmarking (under five minutes)");
     let release = project.target_dir().join("release");
     let out = project.root.join("docs").join("benchmarks.md");
     project

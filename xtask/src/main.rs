@@ -42,7 +42,8 @@ cargo xtask <command>
   screenshots run the browser tests and keep their screenshots in docs/screenshots/
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
-  bench       requests/s and latency of the host next to bare hyper (docs/benchmarks.md)
+  bench       the app's requests/s and latency next to a native baseline, the event
+              pipeline, start-up and memory, in under 5 minutes (docs/benchmarks.md)
   faults      the fault suite: races, a consumer down, Redis restarting, failing
               handlers, malformed input, secrets in logs, crashes (docs/reliability.md)
   image       the app as an OCI image (target/image/); `image --push <ref>` pushes it

@@ -26,9 +26,18 @@ pub struct AppBuilder {
     variables: BTreeMap<String, String>,
     redis: Option<Redis>,
     runtime_config_extra: String,
+    host_cache_dir: Option<PathBuf>,
 }
 
 impl AppBuilder {
+    /// Where the host keeps its compiled-code cache (default: `host-cache` next to the
+    /// host binary, shared by every test). An empty directory makes it compile every
+    /// component, as a first start does.
+    pub fn host_cache_dir(mut self, dir: impl Into<PathBuf>) -> AppBuilder {
+        self.host_cache_dir = Some(dir.into());
+        self
+    }
+
     /// More runtime config (TOML), after the SQLite databases the harness places.
     pub fn runtime_config(mut self, toml: &str) -> AppBuilder {
         self.runtime_config_extra.push_str(toml);
@@ -75,6 +84,7 @@ impl AppBuilder {
             variables: self.variables,
             runtime_config,
             sqlite_dir: dir.path().to_path_buf(),
+            host_cache_dir: self.host_cache_dir,
         };
         launch.start(dir, self.redis)
     }
@@ -89,6 +99,7 @@ struct Launch {
     runtime_config: PathBuf,
     /// Where the runtime config puts the SQLite files.
     sqlite_dir: PathBuf,
+    host_cache_dir: Option<PathBuf>,
 }
 
 impl Launch {
@@ -102,7 +113,11 @@ impl Launch {
                 command
                     .args(["up", "--listen", "127.0.0.1:0"])
                     .arg("--cache-dir")
-                    .arg(host.with_file_name("host-cache"));
+                    .arg(
+                        self.host_cache_dir
+                            .clone()
+                            .unwrap_or_else(|| host.with_file_name("host-cache")),
+                    );
                 command
             }
             Runtime::Spin(spin) => {
@@ -233,6 +248,7 @@ impl App {
             variables: BTreeMap::new(),
             redis: None,
             runtime_config_extra: String::new(),
+            host_cache_dir: None,
         }
     }
 
@@ -301,6 +317,11 @@ impl App {
         eventually(what, Duration::from_secs(20), || {
             self.logs.lines().into_iter().find(|line| matches(line))
         })
+    }
+
+    /// The app's process id (for its memory in `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The process's exit status, if it has exited.

@@ -412,7 +412,12 @@ fn routes_section(text: &mut String, routes: &[Pair], sign_in: &Pair, trivial: &
          (goal: at least 0.5). Sign-in is bounded by its password hash (argon2id, 19 MiB, \
          2 passes) on both sides, by design; it is measured with {SIGN_IN_CONNECTIONS} \
          connections. The orders' pools: {HOST_ORDER_POOL} fresh tickets on the host, \
-         {NATIVE_ORDER_POOL} on the baseline; a run ends early when its pool is used up."
+         {NATIVE_ORDER_POOL} on the baseline; a run ends early when its pool is used up. \
+         An order on the host is more work than the baseline's: in the same process and on \
+         the same two cores, tickets reserves the ticket, expiration schedules the expiry, \
+         payments copies the order and orders applies the ticket's new version, each in a \
+         transaction of its own with its inbox row and its relay (rollback-journal SQLite: \
+         every commit waits for the disk); the baseline does orders' part only."
     );
     let ceiling = trivial.throughput[1].requests_per_second();
     let _ = writeln!(

@@ -286,10 +286,11 @@ fn a_second_writer_waits_then_gets_database_is_locked() {
             json!({"db": "probe", "statements": [{"sql": "CREATE TABLE t (x)"}]}),
         );
         // Both hold the write lock longer than the 5 s a waiting writer waits: whichever
-        // gets it first commits, the other's BEGIN fails.
+        // gets it first commits, the other's BEGIN fails. 4 s of margin, for a second
+        // request that starts late on a busy machine.
         let writer = json!({"db": "probe", "statements": [
             {"sql": "BEGIN IMMEDIATE"},
-            {"sleep_ms": 6500},
+            {"sleep_ms": 9000},
             {"sql": "INSERT INTO t VALUES (1)"},
             {"sql": "COMMIT"},
         ]});

@@ -16,14 +16,21 @@ mod native;
 mod pipeline;
 mod startup;
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use harness::{App, Redis, Runtime};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::load::{Load, Pool, Request, Requests, Summary};
@@ -677,11 +684,18 @@ impl Drop for Server {
 /// The baseline: hyper answering "hello" on keep-alive HTTP/1.1, on the same kind of
 /// multi-threaded tokio runtime the host uses.
 fn hello_server(listen: SocketAddr) -> Result<()> {
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
+    serve_http(listen, |_request| async {
+        hyper::Response::new(Full::new(Bytes::from_static(b"hello")))
+    })
+}
 
+/// Serves HTTP/1.1 on `listen` until killed, each request answered by `handler`,
+/// after printing `Serving http://<address>` (how the bench learns the port).
+pub fn serve_http<H, F>(listen: SocketAddr, handler: H) -> Result<()>
+where
+    H: Fn(hyper::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -691,11 +705,11 @@ fn hello_server(listen: SocketAddr) -> Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
             tokio::spawn(async move {
-                let service = service_fn(|_request| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(b"hello"),
-                    )))
+                let service = service_fn(move |request| {
+                    let answer = handler(request);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

@@ -10,7 +10,6 @@
 //! schema version, on every request), and no bus catch-up per request.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +24,6 @@ use events::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -61,26 +58,9 @@ pub fn serve(listen: SocketAddr, data: &Path, redis_url: &str, jwt_key: &str) ->
         jwt_key: jwt_key.as_bytes().to_vec(),
         redis_url: redis_url.to_owned(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        println!("Serving http://{}", listener.local_addr()?);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let settings = settings.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let settings = settings.clone();
-                    async move { Ok::<_, Infallible>(handle(&settings, request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    crate::serve_http(listen, move |request| {
+        let settings = settings.clone();
+        async move { handle(&settings, request).await }
     })
 }
 

@@ -10,31 +10,14 @@ pub fn run(project: &Project) -> Result<()> {
     setup::run(project, setup::Needs::App)?;
     build::build_apps(project, &[build::APP, build::PROBE])?;
 
-    step("Building the host and the load generator (release)");
-    project
-        .toolchain
-        .cargo(&project.sh)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            "host",
-            "--package",
-            "bench",
-        ])
-        .run()?;
-
-    step("Benchmarking (under five minutes)");
-    let release = project.target_dir().join("release");
+    step(
+        "Building the host and the load generator (release), then benchmarking (under five minutes)",
+    );
     let out = project.root.join("docs").join("benchmarks.md");
-    project
-        .sh
-        .cmd(release.join("bench"))
-        .arg("run")
-        .arg("--out")
-        .arg(&out)
-        .env("TICKETING_HOST_BIN", release.join("host"))
-        .run()?;
-    Ok(())
+    build::run_with_host(
+        project,
+        "bench",
+        true,
+        &["run", "--out", &out.to_string_lossy()],
+    )
 }

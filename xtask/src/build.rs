@@ -109,3 +109,35 @@ pub fn wasm_path(project: &Project, package: &str) -> PathBuf {
         .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")))
 }
+
+/// Builds the host and `package` (a native tool of this workspace that starts the app
+/// through the harness), then runs the package's binary with `args`, on that host.
+/// `release`: the optimized profile (benchmarks), else the dev one that `cargo xtask
+/// test` leaves warm.
+pub fn run_with_host(project: &Project, package: &str, release: bool, args: &[&str]) -> Result<()> {
+    let mut build = vec![
+        "build",
+        "--locked",
+        "--package",
+        "host",
+        "--package",
+        package,
+    ];
+    if release {
+        build.push("--release");
+    }
+    project.toolchain.cargo(&project.sh).args(build).run()?;
+    let binaries = project
+        .target_dir()
+        .join(if release { "release" } else { "debug" });
+    project
+        .sh
+        .cmd(binaries.join(package))
+        .args(args)
+        .env("TICKETING_HOST_BIN", binaries.join("host"))
+        // The harness finds the checkout (spin.toml, the probes) from here, not from
+        // where a shared target directory's binary was compiled.
+        .env("CARGO_MANIFEST_DIR", project.root.join(package))
+        .run()?;
+    Ok(())
+}

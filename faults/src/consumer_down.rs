@@ -131,13 +131,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     });
 
     // What tickets holds, and what it published.
-    let reserved: BTreeMap<String, String> = db::pairs(
-        &app,
-        "tickets",
-        "SELECT id, order_id FROM tickets WHERE order_id IS NOT NULL",
-    )
-    .into_iter()
-    .collect();
+    let reserved: BTreeMap<String, String> = db::reservations(&app).into_iter().collect();
     let lost = orders
         .iter()
         .filter(|(ticket, order)| reserved.get(*ticket) != Some(*order))

@@ -50,6 +50,15 @@ pub fn pairs(app: &App, database: &str, sql: &str) -> Vec<(String, String)> {
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
 }
 
+/// Every reserved ticket in tickets' database: (ticket id, the order holding it).
+pub fn reservations(app: &App) -> Vec<(String, String)> {
+    pairs(
+        app,
+        "tickets",
+        "SELECT id, order_id FROM tickets WHERE order_id IS NOT NULL",
+    )
+}
+
 /// The single number `sql` gives.
 pub fn count(app: &App, database: &str, sql: &str) -> i64 {
     open(&app.sqlite_path(database))

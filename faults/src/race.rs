@@ -84,13 +84,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(bus::settle(&app, app.redis(), WAIT), || {
         "the services did not apply every order".to_owned()
     });
-    let reserved: BTreeMap<String, String> = db::pairs(
-        &app,
-        "tickets",
-        "SELECT id, order_id FROM tickets WHERE order_id IS NOT NULL",
-    )
-    .into_iter()
-    .collect();
+    let reserved: BTreeMap<String, String> = db::reservations(&app).into_iter().collect();
     let mismatched = winners
         .iter()
         .filter(|(_, order)| {

@@ -287,13 +287,7 @@ fn call(
 /// What the services should have heard of and have not: each order's reservation in
 /// tickets, its copy in payments, its expiry, and each payment's completion in orders.
 fn lost_events(app: &harness::App, tally: &Tally) -> Vec<String> {
-    let reserved: BTreeSet<(String, String)> = db::pairs(
-        app,
-        "tickets",
-        "SELECT id, order_id FROM tickets WHERE order_id IS NOT NULL",
-    )
-    .into_iter()
-    .collect();
+    let reserved: BTreeSet<(String, String)> = db::reservations(app).into_iter().collect();
     let in_payments: BTreeSet<String> = db::strings(app, "payments", "SELECT id FROM orders")
         .into_iter()
         .collect();

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use wit_parser::{Docs, Resolve, Type, TypeDefKind, TypeId};
 
+use crate::wit::AppWit;
 use crate::{Project, step};
 
 /// The WIT interface the contracts come from, and the variant that lists the subjects.
@@ -31,7 +32,7 @@ const EVENT_VARIANT: &str = "event";
 pub fn run(project: &Project) -> Result<()> {
     let target = target_file(&project.root);
     step(&format!("Generating {} from wit/", target.display()));
-    std::fs::write(&target, generate(&project.root)?)
+    std::fs::write(&target, generate(project)?)
         .with_context(|| format!("writing {}", target.display()))?;
     Ok(())
 }
@@ -39,7 +40,7 @@ pub fn run(project: &Project) -> Result<()> {
 /// Fails when the checked-in file differs from what the WIT generates.
 pub fn check(project: &Project) -> Result<()> {
     let target = target_file(&project.root);
-    let fresh = generate(&project.root)?;
+    let fresh = generate(project)?;
     let current = std::fs::read_to_string(&target).unwrap_or_default();
     if current != fresh {
         bail!(
@@ -55,9 +56,8 @@ fn target_file(root: &Path) -> PathBuf {
     root.join("crates/events/src/contracts.rs")
 }
 
-fn generate(root: &Path) -> Result<String> {
-    let mut resolve = Resolve::default();
-    let (package, _) = resolve.push_dir(root.join("wit"))?;
+fn generate(project: &Project) -> Result<String> {
+    let AppWit { resolve, package } = AppWit::load(project)?;
     let interface = resolve.packages[package]
         .interfaces
         .get(INTERFACE)

@@ -51,7 +51,6 @@ cargo xtask <command>
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (CRD and
               Kubernetes schemas, spin-operator's webhook rules, references)
   events      a live tail of the event bus (`--all`: from the start; `--once`: no follow)
-  vendor-wit  refresh wit/deps/ from the spin-sdk crate's WIT (unchanged copies)
 ";
 
 fn main() -> ExitCode {
@@ -85,7 +84,6 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") => bench::run(&project),
         Some("faults") => faults::run(&project),
         Some("events") => events::run(&project, &args[1..]),
-        Some("vendor-wit") => wit::vendor(&project),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),
     }

@@ -45,6 +45,7 @@ pub fn run(project: &Project) -> Result<()> {
 
     step("Checking each component against its world in wit/");
     let app = manifest::load(&project.root.join(build::APP))?;
+    let wit = wit::AppWit::load(project)?;
     let mut checked = BTreeSet::new();
     for component in built
         .into_iter()
@@ -52,7 +53,7 @@ pub fn run(project: &Project) -> Result<()> {
     {
         let world = component.component.package;
         if checked.insert(world.clone()) {
-            let imports = wit::check_world(&project.root, &component.module, &world)?;
+            let imports = wit.check_world(&component.module, &world)?;
             eprintln!(
                 "{world}: targets world `{world}`; imports {}",
                 imports.join(", ")
@@ -63,7 +64,7 @@ pub fn run(project: &Project) -> Result<()> {
     step("Self-test: the world check rejects an import its world does not declare");
     build::build_packages(project, &[FORBIDDEN_IMPORT_FIXTURE])?;
     let fixture = build::wasm_path(project, FORBIDDEN_IMPORT_FIXTURE);
-    match wit::check_world(&project.root, &fixture, "auth") {
+    match wit.check_world(&fixture, "auth") {
         Ok(imports) => bail!(
             "the world check accepted {FORBIDDEN_IMPORT_FIXTURE} against world `auth`, \
              although it imports {}",

@@ -65,13 +65,21 @@ impl Toolchain {
         }
     }
 
+    /// The `cargo` program of this toolchain.
+    pub fn cargo_program(self) -> &'static str {
+        match self {
+            Toolchain::Rustup => "cargo",
+            Toolchain::Debian => "/usr/bin/cargo",
+        }
+    }
+
     /// `cargo` for native commands (fmt, clippy, test, run).
     pub fn cargo<'a>(self, sh: &'a Shell) -> Cmd<'a> {
         match self {
-            Toolchain::Rustup => cmd!(sh, "cargo"),
+            Toolchain::Rustup => sh.cmd(self.cargo_program()),
             Toolchain::Debian => {
                 let path = std::env::var("PATH").unwrap_or_default();
-                cmd!(sh, "/usr/bin/cargo")
+                sh.cmd(self.cargo_program())
                     // A cargo started by rustup's `cargo xtask` would otherwise pick
                     // rustup's rustc, clippy and rustfmt.
                     .env("PATH", format!("/usr/bin:{path}"))

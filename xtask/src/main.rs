@@ -48,8 +48,10 @@ cargo xtask <command>
               handlers, malformed input, secrets in logs, crashes (docs/reliability.md)
   image       the app as an OCI image (target/image/); `image --push <ref>` pushes it
               and pulls it back to check every file
-  k8s-check   render every overlay of k8s/SpinKube and validate it offline (CRD and
-              Kubernetes schemas, spin-operator's webhook rules, references)
+  k8s-check   render every overlay of k8s/SpinKube and validate it offline (Kubernetes
+              schemas, spin-operator's webhook rules, references; SpinKube's CRDs
+              with `--crds DIR` or SPINKUBE_CRDS, else the project's schema of the
+              SpinApp fields it uses, and the run says the full check was skipped)
   events      a live tail of the event bus (`--all`: from the start; `--once`: no follow)
 ";
 
@@ -78,7 +80,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("test") => test::run(&project),
         Some("screenshots") => test::screenshots(&project),
         Some("web") => web::build(&project),
-        Some("k8s-check") => k8s::run(&project),
+        Some("k8s-check") => k8s::run(&project, &args[1..]).map(drop),
         Some("image") => image::run(&project, &args[1..]),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),

@@ -77,7 +77,7 @@ pub fn run(project: &Project) -> Result<()> {
         Err(err) => return Err(err.context("the world check failed for another reason")),
     }
 
-    crate::k8s::run(project)?;
+    let spinkube_schemas = crate::k8s::run(project, &[])?;
     step("Image: the app's OCI image, pushed to a local registry and pulled back");
     crate::image::round_trip(project)?;
 
@@ -100,6 +100,12 @@ pub fn run(project: &Project) -> Result<()> {
     );
 
     step("All tests passed");
+    match spinkube_schemas {
+        crate::k8s::SpinKubeSchemas::Crds(dir) => {
+            eprintln!("the k8s check used SpinKube's CRDs in {}", dir.display())
+        }
+        crate::k8s::SpinKubeSchemas::Project => eprintln!("{}", crate::k8s::skipped_crd_check()),
+    }
     Ok(())
 }
 

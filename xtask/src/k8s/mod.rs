@@ -1,9 +1,9 @@
 //! `cargo xtask k8s-check`: the SpinKube manifests, checked offline. Every overlay of
 //! `k8s/SpinKube/overlays/` is rendered with kubectl's kustomize (the command the
 //! deployment guide gives), then every object is validated:
-//! - `SpinApp` and `SpinAppExecutor` against the vendored CRDs' schemas, with unknown
-//!   fields rejected (the CRDs allow them, so a typo like `componets` would pass a
-//!   cluster silently);
+//! - `SpinApp` and `SpinAppExecutor` against SpinKube's CRDs when they are given
+//!   (`--crds DIR` or `SPINKUBE_CRDS`), else against the project's own schema of the
+//!   fields its manifests use (`spinkube.rs`), with unknown fields rejected;
 //! - core kinds against Kubernetes' own schemas, strictly (`kubernetes-validate`);
 //! - spin-operator's webhook rules (replicas with autoscaling, replicas below 1, an
 //!   executor that exists);
@@ -13,6 +13,7 @@
 //!   deployed component opens is configured, every required variable is given and
 //!   every variable given is declared.
 
+mod spinkube;
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,13 +25,24 @@ use serde_json::{Value, json};
 use crate::{Project, build, manifest, step};
 
 const OVERLAYS: &str = "k8s/SpinKube/overlays";
-const CRDS: &str = "k8s/SpinKube/crds";
 /// The Secrets the user creates, with the keys the manifests may reference.
 const USER_SECRETS: &str = "k8s/SpinKube/base/secrets.example.yaml";
 
-pub fn run(project: &Project) -> Result<()> {
+/// What SpinApp and SpinAppExecutor objects were checked against.
+pub use spinkube::Source as SpinKubeSchemas;
+
+/// `cargo xtask k8s-check [--crds DIR]`.
+pub fn run(project: &Project, args: &[String]) -> Result<SpinKubeSchemas> {
     let tools = tools::ensure(project)?;
-    let facts = Facts::load(&project.root)?;
+    let schemas = spinkube::Schemas::load(spinkube::Source::choose(args)?)?;
+    step(&format!(
+        "k8s: SpinKube's kinds are checked against {}",
+        schemas.source
+    ));
+    if schemas.source == SpinKubeSchemas::Project {
+        eprintln!("{}", skipped_crd_check());
+    }
+    let facts = Facts::load(&project.root, schemas)?;
     let out = project.target_dir().join("k8s-check");
     std::fs::create_dir_all(&out)?;
     let mut failed = Vec::new();
@@ -53,7 +65,10 @@ pub fn run(project: &Project) -> Result<()> {
             .with_context(|| format!("kubectl kustomize {}", overlay.display()))?;
         let objects = parse_documents(&rendered)?;
         let mut problems = check_objects(&objects, &facts);
-        let core: Vec<&Value> = objects.iter().filter(|o| !facts.crds.covers(o)).collect();
+        let core: Vec<&Value> = objects
+            .iter()
+            .filter(|object| !facts.spinkube.covers(object))
+            .collect();
         problems.extend(validate_core(project, &tools, &out.join(&name), &core)?);
         eprintln!(
             "{} objects: {}",
@@ -86,10 +101,47 @@ pub fn run(project: &Project) -> Result<()> {
     }
     eprintln!("rejected, as it must be; the same Service spelled right passes");
 
+    step("k8s: self-test: the SpinApp check rejects a misspelled field");
+    let mut app = json!({
+        "apiVersion": "core.spinkube.dev/v1alpha1", "kind": "SpinApp",
+        "metadata": {"name": "self-test"},
+        "spec": {"image": "ticketing", "executor": "containerd-shim-spin", "componets": ["web"]}
+    });
+    if !facts
+        .spinkube
+        .validate(&app)
+        .iter()
+        .any(|problem| problem.contains("componets"))
+    {
+        bail!("the SpinApp check accepted `componets`");
+    }
+    app["spec"]["components"] = app["spec"]["componets"].take();
+    app["spec"]
+        .as_object_mut()
+        .expect("spec is an object")
+        .remove("componets");
+    let problems = facts.spinkube.validate(&app);
+    if !problems.is_empty() {
+        bail!("the SpinApp check refused a valid SpinApp: {problems:?}");
+    }
+    eprintln!("rejected, as it must be; the same SpinApp spelled right passes");
+
     if !failed.is_empty() {
         bail!("k8s check failed for overlay(s): {}", failed.join(", "));
     }
-    Ok(())
+    Ok(facts.spinkube.source)
+}
+
+/// What a run without SpinKube's CRDs did not check, and how to check it.
+pub fn skipped_crd_check() -> String {
+    format!(
+        "NOTE: SpinKube's CRDs were not given, so the full CRD check was SKIPPED: SpinApp \
+         and SpinAppExecutor were checked only against the project's schema of the fields \
+         its manifests use. For the full check run `cargo xtask k8s-check --crds <dir>` \
+         (or set {}=<dir>) with the CRDs of the SpinKube release you run; \
+         docs/deploy.md (\"The CRDs\") says where to get them.",
+        spinkube::CRDS_VARIABLE
+    )
 }
 
 fn overlays(root: &Path) -> Result<Vec<PathBuf>> {
@@ -122,9 +174,10 @@ fn parse_documents(text: &str) -> Result<Vec<Value>> {
     Ok(objects)
 }
 
-/// What the checks compare the manifests with: the CRDs, spin.toml, the user's Secrets.
+/// What the checks compare the manifests with: SpinKube's schemas, spin.toml, the
+/// user's Secrets.
 struct Facts {
-    crds: Crds,
+    spinkube: spinkube::Schemas,
     /// Component id → the databases it opens.
     components: BTreeMap<String, Vec<String>>,
     /// Application variable → required.
@@ -134,7 +187,7 @@ struct Facts {
 }
 
 impl Facts {
-    fn load(root: &Path) -> Result<Facts> {
+    fn load(root: &Path, spinkube: spinkube::Schemas) -> Result<Facts> {
         let app = manifest::load(&root.join(build::APP))?;
         let components = app
             .components
@@ -151,7 +204,7 @@ impl Facts {
             );
         }
         Ok(Facts {
-            crds: Crds::load(&root.join(CRDS))?,
+            spinkube,
             components,
             variables: app.variables,
             user_secrets,
@@ -159,91 +212,11 @@ impl Facts {
     }
 }
 
-/// The vendored CRDs' schemas, made strict: every object schema that lists its
-/// properties refuses others.
-struct Crds {
-    /// Kind → schema.
-    schemas: BTreeMap<String, jsonschema::Validator>,
-}
-
-impl Crds {
-    fn load(dir: &Path) -> Result<Crds> {
-        let mut schemas = BTreeMap::new();
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|ext| ext != "yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)?;
-            for crd in parse_documents(&text)? {
-                let kind = crd["spec"]["names"]["kind"]
-                    .as_str()
-                    .with_context(|| format!("{}: a CRD without a kind", path.display()))?
-                    .to_owned();
-                let mut schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
-                refuse_unknown_fields(&mut schema);
-                let validator = jsonschema::validator_for(&schema)
-                    .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-                schemas.insert(kind, validator);
-            }
-        }
-        Ok(Crds { schemas })
-    }
-
-    fn covers(&self, object: &Value) -> bool {
-        object["kind"]
-            .as_str()
-            .is_some_and(|kind| self.schemas.contains_key(kind))
-    }
-
-    fn validate(&self, object: &Value) -> Vec<String> {
-        let Some(validator) = object["kind"].as_str().and_then(|k| self.schemas.get(k)) else {
-            return Vec::new();
-        };
-        validator
-            .iter_errors(object)
-            .map(|error| {
-                format!(
-                    "{}: at {}: {error}",
-                    describe(object),
-                    error.instance_path()
-                )
-            })
-            .collect()
-    }
-}
-
-fn refuse_unknown_fields(schema: &mut Value) {
-    let Value::Object(map) = schema else { return };
-    if map.contains_key("properties")
-        && !map.contains_key("additionalProperties")
-        && !map.contains_key("x-kubernetes-preserve-unknown-fields")
-    {
-        map.insert("additionalProperties".to_owned(), Value::Bool(false));
-    }
-    for (key, value) in map.iter_mut() {
-        match key.as_str() {
-            "properties" => {
-                if let Value::Object(properties) = value {
-                    properties.values_mut().for_each(refuse_unknown_fields);
-                }
-            }
-            "items" | "additionalProperties" => refuse_unknown_fields(value),
-            "anyOf" | "allOf" | "oneOf" => {
-                if let Value::Array(schemas) = value {
-                    schemas.iter_mut().for_each(refuse_unknown_fields);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Every check that needs no tool: CRD schemas, webhook rules, cross-references.
 fn check_objects(objects: &[Value], facts: &Facts) -> Vec<String> {
     let mut problems = Vec::new();
     for object in objects {
-        problems.extend(facts.crds.validate(object));
+        problems.extend(facts.spinkube.validate(object));
     }
     problems.extend(webhook_rules(objects));
     problems.extend(references(objects, facts));
@@ -568,27 +541,45 @@ mod tests {
         .collect()
     }
 
-    fn problems_with(change: impl FnOnce(&mut Value)) -> Vec<String> {
-        let facts = Facts::load(&root()).unwrap();
-        let mut objects = default_overlay();
-        let app = objects
-            .iter_mut()
-            .find(|object| object["kind"] == "SpinApp")
-            .unwrap();
-        change(app);
-        check_objects(&objects, &facts)
+    /// The problems found in the default overlay after `change` to its SpinApp, with
+    /// each schema at hand: the project's, and SpinKube's CRDs where `SPINKUBE_CRDS`
+    /// names them (as in CI). Every rule must hold with both.
+    fn problems_with(change: impl Fn(&mut Value)) -> Vec<(String, Vec<String>)> {
+        let mut sources = vec![spinkube::Source::Project];
+        if let Ok(crds @ spinkube::Source::Crds(_)) = spinkube::Source::choose(&[]) {
+            sources.push(crds);
+        }
+        sources
+            .into_iter()
+            .map(|source| {
+                let label = source.to_string();
+                let schemas = spinkube::Schemas::load(source).unwrap();
+                let facts = Facts::load(&root(), schemas).unwrap();
+                let mut objects = default_overlay();
+                let app = objects
+                    .iter_mut()
+                    .find(|object| object["kind"] == "SpinApp")
+                    .unwrap();
+                change(app);
+                (label, check_objects(&objects, &facts))
+            })
+            .collect()
     }
 
-    fn assert_one_problem_mentions(problems: &[String], text: &str) {
-        assert!(
-            problems.iter().any(|problem| problem.contains(text)),
-            "no problem mentions {text:?}: {problems:#?}"
-        );
+    fn assert_one_problem_mentions(problems: &[(String, Vec<String>)], text: &str) {
+        for (schemas, problems) in problems {
+            assert!(
+                problems.iter().any(|problem| problem.contains(text)),
+                "with {schemas}, no problem mentions {text:?}: {problems:#?}"
+            );
+        }
     }
 
     #[test]
     fn the_default_overlay_is_valid() {
-        assert_eq!(problems_with(|_| {}), Vec::<String>::new());
+        for (schemas, problems) in problems_with(|_| {}) {
+            assert_eq!(problems, Vec::<String>::new(), "with {schemas}");
+        }
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! The Redis trigger: subscribe to every configured channel and hand each message to
 //! every component bound to it, on a fresh instance.
 //!
+//! As Spin does, the messages from one Redis address are handled one at a time, in the
+//! order they arrive: a message's components run side by side, and the next message
+//! waits until they have all returned (Spin's `Subscriber::run_listener` awaits
+//! `handle_message`, which joins the component invocations, before it reads the next
+//! message). So a component never runs more than one Redis invocation per address at
+//! once, and a burst of messages queues instead of starting an instance each.
+//!
 //! Deliberate difference from Spin: when the connection drops, Spin exits the whole
 //! app; this host logs it and reconnects with backoff, so a Redis restart during a
 //! local run or a test does not take HTTP down with it.
@@ -101,17 +108,14 @@ async fn listen(
         let Some(message) = message else {
             bail!("connection lost");
         };
-        let channel = message.get_channel_name().to_owned();
+        let channel = message.get_channel_name();
         let payload = message.get_payload_bytes().to_vec();
-        for &index in subscriptions {
-            if app.redis_subscriptions[index].channel == channel {
-                let app = app.clone();
-                let payload = payload.clone();
-                tokio::spawn(async move {
-                    deliver(&app.redis_subscriptions[index], payload).await;
-                });
-            }
-        }
+        let deliveries = subscriptions
+            .iter()
+            .map(|&index| &app.redis_subscriptions[index])
+            .filter(|subscription| subscription.channel == channel)
+            .map(|subscription| deliver(subscription, payload.clone()));
+        futures_util::future::join_all(deliveries).await;
     }
 }
 

@@ -703,3 +703,36 @@ fn redis_messages_reach_every_component_bound_to_the_channel() {
         assert_eq!(other, ["after a failure", "first", "only-other"]);
     });
 }
+
+/// Spin handles the messages of one Redis address one at a time: the next waits until
+/// every component invoked for the last has returned (so a burst queues, and a
+/// component runs one Redis invocation at a time); one message's components run side
+/// by side.
+#[test]
+fn redis_messages_of_one_address_are_handled_one_at_a_time() {
+    on_every_runtime(|app| {
+        wait_for_subscriber(app, "probe:in");
+        let mut redis = app.redis().connection();
+        for _ in 0..4 {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("probe:in")
+                .arg("slow:300")
+                .query(&mut redis)
+                .unwrap();
+        }
+        eventually("every message handled", Duration::from_secs(20), || {
+            let probe = received(&mut redis, "probe");
+            let other = received(&mut redis, "other");
+            (probe.len() == 4 && other.len() == 4).then_some(())
+        });
+        let most = |redis: &mut redis::Connection, component: &str| -> i64 {
+            redis::cmd("GET")
+                .arg(format!("probe:most-running:{component}"))
+                .query::<Option<i64>>(redis)
+                .unwrap()
+                .unwrap_or(0)
+        };
+        assert_eq!(most(&mut redis, "probe"), 1, "{}", app.runtime.name());
+        assert_eq!(most(&mut redis, "other"), 1, "{}", app.runtime.name());
+    });
+}

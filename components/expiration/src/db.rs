@@ -19,6 +19,8 @@ pub const MIGRATIONS: Migrations = &[
         ) STRICT, WITHOUT ROWID",
         "CREATE INDEX expirations_pending ON expirations (expires_ms) WHERE expired_ms IS NULL",
     ],
+    // 3: outbox rows claimed by one relay at a time, with their relay numbers.
+    ::events::RELAY_CLAIMS,
 ];
 
 /// expiration on the event bus.

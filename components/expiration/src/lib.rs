@@ -9,26 +9,21 @@ mod db;
 mod events;
 mod sweep;
 
-use ::events::Listener;
+use ::events::{Listener, Wake};
 use spin_sdk::http::{IncomingRequest, Response, Router};
 
 // The exports only exist in the wasm build: their symbol names cannot be linked
 // natively, where unit tests run.
 #[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
 pub async fn handle(req: IncomingRequest) -> Response {
-    listener().catch_up();
     common::serve(req, &router()).await
 }
 
 /// Two channels end here: `order:created` (an envelope) and `__keyevent@0__:expired`
-/// (the name of any key that expired; only the alarm's concerns us).
+/// (the name of any key that expired: the alarm, and the bus's tick, concern us).
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
-    if sweep::ALARM.is_ringing(&payload) {
-        return sweep::run_logged();
-    }
-    if payload.starts_with(b"{") {
-        listener().on_doorbell(&payload)?;
+    if sweep::ALARM.is_ringing(&payload) || listener().on_message(&payload)? != Wake::Other {
         return sweep::run_logged();
     }
     Ok(())

@@ -36,6 +36,8 @@ pub const MIGRATIONS: Migrations = &[
             WHERE status != 'cancelled'",
         "CREATE INDEX orders_of_user ON orders (user_id, seq)",
     ],
+    // 3: outbox rows claimed by one relay at a time, with their relay numbers.
+    ::events::RELAY_CLAIMS,
 ];
 
 /// orders on the event bus: its events' source, its consumer group, its database.

@@ -41,6 +41,8 @@ pub const MIGRATIONS: Migrations = &[
         "CREATE UNIQUE INDEX one_payment_per_order ON payments (order_id)",
         "CREATE INDEX payments_refund_due ON payments (id) WHERE status = 'refund_due'",
     ],
+    // 3: outbox rows claimed by one relay at a time, with their relay numbers.
+    ::events::RELAY_CLAIMS,
 ];
 
 /// payments on the event bus: its events' source, its consumer group, its database.

@@ -9,23 +9,22 @@ mod events;
 mod provider;
 mod refunds;
 
-use ::events::Listener;
+use ::events::{Listener, Wake};
 use spin_sdk::http::{IncomingRequest, Response, Router};
 
 // The exports only exist in the wasm build: their symbol names cannot be linked
 // natively, where unit tests run.
 #[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
 pub async fn handle(req: IncomingRequest) -> Response {
-    if listener().catch_up() {
-        refunds::settle_logged();
-    }
     common::serve(req, &router()).await
 }
 
+/// Doorbells of `order:*`, and the bus's tick: each settles the refunds that are due.
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
-    listener().on_doorbell(&payload)?;
-    refunds::settle_logged();
+    if listener().on_message(&payload)? != Wake::Other {
+        refunds::settle_logged();
+    }
     Ok(())
 }
 

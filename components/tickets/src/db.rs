@@ -33,6 +33,8 @@ pub const MIGRATIONS: Migrations = &[
             is_cancelled INTEGER NOT NULL
         ) STRICT, WITHOUT ROWID",
     ],
+    // 3: outbox rows claimed by one relay at a time, with their relay numbers.
+    ::events::RELAY_CLAIMS,
 ];
 
 /// tickets on the event bus: its events' source, its consumer group, its database.

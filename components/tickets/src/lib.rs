@@ -13,13 +13,12 @@ use spin_sdk::http::{IncomingRequest, Response, Router};
 // natively, where unit tests run.
 #[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
 pub async fn handle(req: IncomingRequest) -> Response {
-    listener().catch_up();
     common::serve(req, &router()).await
 }
 
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
-    listener().on_doorbell(&payload)
+    listener().on_message(&payload).map(drop)
 }
 
 fn router() -> Router {

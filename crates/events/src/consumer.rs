@@ -1,10 +1,16 @@
 //! Consuming: a service's consumer group on each stream it listens to.
 //!
+//! A listener is woken by the Redis trigger: a doorbell (the envelope of an event just
+//! relayed, on its subject's channel) drains that subject's stream; the bus's tick
+//! (`crate::tick`) relays leftover events and drains every stream. Nothing else wakes
+//! it: HTTP requests do no bus work.
+//!
 //! A drain of one stream, for one service:
-//! 1. takes the service's lease on the stream (`SET … NX PX`), so that one invocation
-//!    at a time, across every replica, applies its entries: in stream order. An
-//!    invocation that finds the lease taken leaves a note (`again`) and returns; the
-//!    holder drains once more before it lets go, so nothing rung meanwhile is missed;
+//! 1. takes the service's lease on the stream (`SET … NX PX`) before anything else, so
+//!    that one invocation at a time, across every replica, applies its entries, in
+//!    stream order. An invocation that finds the lease taken leaves a note (`again`)
+//!    and returns at once; the holder drains once more before it lets go, so nothing
+//!    rung meanwhile is missed;
 //! 2. retries entries pending longer than the ack wait (`XAUTOCLAIM`): their handler
 //!    failed, or their invocation died. Past the maximum deliveries they go to
 //!    `events:dead`;
@@ -13,8 +19,12 @@
 //!
 //! Each entry is applied in one SQLite transaction together with its `inbox` row (a
 //! second delivery of the same event id is skipped), and acked (`XACK`) after commit.
+//! A drain that fails on the infrastructure (Redis drops, the database stays locked)
+//! is tried again after a pause, up to [`DRAIN_RETRY_MS`]; the entries it could not
+//! settle are made due at once for the next drain instead of after the ack wait.
 
-use std::time::Instant;
+use std::cell::OnceCell;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use common::ApiError;
@@ -25,7 +35,7 @@ use spin_sdk::sqlite::{Connection, Value};
 use crate::redis::{Redis, is_busy_group, is_no_group};
 use crate::reply::{self, Entry};
 use crate::settings::Settings;
-use crate::{Bus, DEAD_LETTERS, Envelope, EventData, Tx, now_ms, outbox, stream};
+use crate::{Bus, DEAD_LETTERS, Envelope, EventData, Tx, now_ms, outbox, stream, tick};
 
 /// Entries read per command.
 const BATCH: usize = 32;
@@ -34,9 +44,8 @@ const PENDING_RANGE: usize = 1_000;
 /// How long a lease lasts unless renewed (after every batch): the longest a stream
 /// waits when its drainer dies.
 const LEASE_MS: u64 = 15_000;
-/// HTTP invocations catch up (relay leftovers, drain every stream) at most this often
-/// per service, across replicas.
-pub const CATCH_UP_EVERY_MS: u64 = 5_000;
+/// The pauses before a failed drain is tried again.
+pub const DRAIN_RETRY_MS: [u64; 3] = [200, 1_000, 3_000];
 
 /// An event as a handler receives it.
 #[derive(Debug, Clone)]
@@ -47,6 +56,18 @@ pub struct Received<T> {
     /// The service that published it.
     pub source: String,
     pub data: T,
+}
+
+/// What a Redis trigger message was, for a service with work of its own to do on a
+/// wake (payments settles refunds, expiration sweeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A doorbell of a subject the listener handles: its stream was drained.
+    Doorbell,
+    /// The bus's tick: leftovers relayed, every stream drained.
+    Tick,
+    /// Anything else (another service's subject, another key expiring): ignored.
+    Other,
 }
 
 type Handler = Box<dyn Fn(&Tx, Envelope) -> Result<(), ApiError>>;
@@ -99,55 +120,76 @@ impl Listener {
         self.handlers.iter().map(|(subject, _)| *subject).collect()
     }
 
-    /// The Redis trigger's entry point: a doorbell rang on a subject's channel (its
-    /// payload is the envelope). Relays the service's leftover events, then drains the
-    /// stream of that subject (every stream, if the payload names no subject we handle).
-    pub fn on_doorbell(&self, payload: &[u8]) -> Result<()> {
-        let subjects = match doorbell_subject(payload) {
-            Some(subject) if self.handles(&subject) => vec![self.subject(&subject)],
+    /// The Redis trigger's entry point, for every channel of the service: a doorbell
+    /// (an envelope) drains its subject's stream; a tick (the name of an expired tick
+    /// key on `__keyevent@0__:expired`) relays leftovers and drains every stream;
+    /// anything else is ignored.
+    pub fn on_message(&self, payload: &[u8]) -> Result<Wake> {
+        if tick::is_tick(payload) {
+            self.on_tick()?;
+            return Ok(Wake::Tick);
+        }
+        if !payload.starts_with(b"{") {
+            // Another key expiring (an alarm, a lease that lapsed): not for the bus.
+            return Ok(Wake::Other);
+        }
+        match doorbell_subject(payload) {
+            Some(subject) if self.handles(&subject) => {
+                self.drain(self.subject(&subject))?;
+                Ok(Wake::Doorbell)
+            }
             Some(subject) => {
                 eprintln!("bus: doorbell for `{subject}`, which no handler takes: ignored");
-                return Ok(());
+                Ok(Wake::Other)
             }
             None => {
-                eprintln!("bus: a doorbell without a readable subject: draining every stream");
-                self.subjects()
-            }
-        };
-        Session::open(self)?.catch_up(&subjects)
-    }
-
-    /// The HTTP entry point, called before each request is handled: at most once per
-    /// [`CATCH_UP_EVERY_MS`] per service, relays leftover events and drains every
-    /// stream, so a backlog is applied even when no doorbell rings. Never fails the
-    /// request: problems are logged. `false` when another invocation had this period's
-    /// turn: a service with follow-up work of its own does it when this is `true`.
-    pub fn catch_up(&self) -> bool {
-        match self.try_catch_up() {
-            Ok(turn) => turn,
-            Err(err) => {
-                eprintln!("bus: {}: catch-up failed: {err:#}", self.bus.service);
-                true
+                eprintln!("bus: a message that is no envelope: ignored (the next tick drains)");
+                Ok(Wake::Other)
             }
         }
     }
 
-    fn try_catch_up(&self) -> Result<bool> {
-        let settings = Settings::load()?;
-        let redis = Redis::open(&settings.redis_url)?;
-        let key = format!("bus:{}:catch-up", self.bus.service);
-        let every = CATCH_UP_EVERY_MS.to_string();
-        let reply = redis.run("SET", &[&key, "1", "NX", "PX", &every])?;
-        if !reply::is_ok(&reply) {
-            return Ok(false);
+    /// The bus's tick: relays the service's leftover events (and relays again what a
+    /// Redis that lost writes lost), then drains every stream. Also what a test or an
+    /// operator runs to catch up now.
+    pub fn on_tick(&self) -> Result<()> {
+        Session::open(self)?.relay_leftovers();
+        let mut failure = None;
+        for subject in self.subjects() {
+            if let Err(err) = self.drain(subject) {
+                eprintln!("bus: {}: {err:#}", self.bus.service);
+                failure = Some(err);
+            }
         }
-        Session::with(self, settings, redis)?.catch_up(&self.subjects())?;
-        Ok(true)
+        failure.map_or(Ok(()), Err)
     }
 
-    /// Relays leftovers and drains every stream now, unthrottled.
-    pub fn drain_all(&self) -> Result<()> {
-        Session::open(self)?.catch_up(&self.subjects())
+    /// Drains `subject`'s stream, unless another invocation is draining it (it then
+    /// drains once more for us). A failure of the infrastructure is tried again after
+    /// each pause of [`DRAIN_RETRY_MS`].
+    fn drain(&self, subject: &'static str) -> Result<()> {
+        let mut pauses = DRAIN_RETRY_MS.iter();
+        loop {
+            let outcome = Session::open(self).and_then(|session| session.drain(subject));
+            let err = match outcome {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            let Some(&pause) = pauses.next() else {
+                return Err(err.context(format!(
+                    "draining {} for {} failed {} times",
+                    stream(subject),
+                    self.bus.service,
+                    DRAIN_RETRY_MS.len() + 1
+                )));
+            };
+            eprintln!(
+                "bus: {}: draining {} failed, trying again in {pause} ms: {err:#}",
+                self.bus.service,
+                stream(subject)
+            );
+            std::thread::sleep(Duration::from_millis(pause));
+        }
     }
 
     fn handles(&self, subject: &str) -> bool {
@@ -181,12 +223,13 @@ fn doorbell_subject(payload: &[u8]) -> Option<String> {
         .map(|doorbell| doorbell.subject)
 }
 
-/// One invocation's connections to Redis and to the service's database.
+/// One invocation's connection to Redis, and to the service's database once needed (a
+/// listener that finds the stream taken never opens it).
 struct Session<'a> {
     listener: &'a Listener,
     settings: Settings,
     redis: Redis,
-    conn: Connection,
+    conn: OnceCell<Connection>,
 }
 
 /// What became of one delivered entry.
@@ -204,40 +247,39 @@ impl<'a> Session<'a> {
     fn open(listener: &'a Listener) -> Result<Session<'a>> {
         let settings = Settings::load()?;
         let redis = Redis::open(&settings.redis_url)?;
-        Session::with(listener, settings, redis)
-    }
-
-    fn with(listener: &'a Listener, settings: Settings, redis: Redis) -> Result<Session<'a>> {
-        let conn = listener
-            .bus
-            .open()
-            .map_err(|err| anyhow!("opening the database: {err}"))?;
         Ok(Session {
             listener,
             settings,
             redis,
-            conn,
+            conn: OnceCell::new(),
         })
+    }
+
+    fn conn(&self) -> Result<&Connection> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
+        let conn = self
+            .listener
+            .bus
+            .open()
+            .map_err(|err| anyhow!("opening the database: {err}"))?;
+        Ok(self.conn.get_or_init(|| conn))
     }
 
     fn group(&self) -> &'static str {
         self.listener.bus.service
     }
 
-    /// Relays the service's leftover events, then drains each subject's stream.
-    fn catch_up(&self, subjects: &[&'static str]) -> Result<()> {
-        self.relay_leftovers();
-        for &subject in subjects {
-            self.drain(subject)?;
-        }
-        Ok(())
-    }
-
     fn relay_leftovers(&self) {
-        match outbox::relay_with(&self.redis, &self.conn, &[]) {
+        let bus = &self.listener.bus;
+        let outcome = self
+            .conn()
+            .and_then(|conn| outbox::relay_leftovers(bus, &self.redis, conn));
+        match outcome {
             Ok(0) => {}
-            Ok(count) => eprintln!("bus: relayed {count} leftover events from the outbox"),
-            Err(err) => eprintln!("bus: relaying leftover events failed: {err:#}"),
+            Ok(count) => eprintln!("bus: {}: relayed {count} leftover events", bus.service),
+            Err(err) => outbox::log_relay_failure(bus, &err),
         }
     }
 
@@ -248,14 +290,15 @@ impl<'a> Session<'a> {
         if !lease.acquire()? {
             return Ok(());
         }
-        let outcome = self.drain_holding(subject, &lease);
-        let rang_meanwhile = lease.release();
-        outcome?;
-        if rang_meanwhile? {
-            // Someone rang while we held the lease: one more round, if the lease is free.
-            return self.drain(subject);
+        loop {
+            let outcome = self.drain_holding(subject, &lease);
+            let rang_meanwhile = lease.release();
+            outcome?;
+            // Someone rang while we held the lease: one more round, if it is free.
+            if !rang_meanwhile? || !lease.acquire()? {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     fn drain_holding(&self, subject: &'static str, lease: &Lease) -> Result<()> {
@@ -281,14 +324,58 @@ impl<'a> Session<'a> {
             if entries.is_empty() {
                 return Ok(());
             }
-            for entry in &entries {
-                self.deliver(&stream, subject, entry, 1)?;
-            }
+            self.deliver_all(&stream, subject, &entries, |_| 1)?;
             if !lease.renew()? {
                 eprintln!("bus: lost the lease on {stream}; another invocation goes on");
                 return Ok(());
             }
         }
+    }
+
+    /// Delivers `entries` in order. When the infrastructure fails on one, it and the
+    /// ones after it are made due for the next drain at once (not after the ack wait),
+    /// and the drain stops with the error.
+    fn deliver_all(
+        &self,
+        stream: &str,
+        subject: &str,
+        entries: &[Entry],
+        deliveries: impl Fn(&Entry) -> u64,
+    ) -> Result<()> {
+        for (index, entry) in entries.iter().enumerate() {
+            if let Err(err) = self.deliver(stream, subject, entry, deliveries(entry)) {
+                let unsettled: Vec<&str> = entries[index..]
+                    .iter()
+                    .map(|entry| entry.id.as_str())
+                    .collect();
+                if let Err(also) = self.make_due(stream, &unsettled) {
+                    eprintln!("bus: {stream}: {also:#}");
+                }
+                self.arm_ticks();
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the bus's ticks come (the wake that retries what stays pending).
+    fn arm_ticks(&self) {
+        if let Err(err) = tick::arm_with(&self.redis) {
+            eprintln!("bus: {}: arming the ticks failed: {err:#}", self.group());
+        }
+    }
+
+    /// Marks pending entries idle for the ack wait already, so that the next drain's
+    /// `XAUTOCLAIM` takes them (`JUSTID`: without counting a delivery).
+    fn make_due(&self, stream: &str, ids: &[&str]) -> Result<()> {
+        let ack_wait = self.settings.ack_wait_ms.to_string();
+        let mut args = vec![stream, self.group(), self.group(), "0"];
+        args.extend_from_slice(ids);
+        args.extend(["IDLE", &ack_wait, "JUSTID"]);
+        self.redis
+            .run("XCLAIM", &args)
+            .context("making unsettled entries due again")?;
+        Ok(())
     }
 
     /// Entries pending longer than the ack wait, delivered again (oldest first).
@@ -331,21 +418,20 @@ impl<'a> Session<'a> {
             ],
         )?;
         let counts = reply::delivery_counts(&reply)?;
-        for entry in &claimed.entries {
-            let deliveries = counts
+        self.deliver_all(stream, subject, &claimed.entries, |entry| {
+            counts
                 .iter()
                 .find(|(id, _)| *id == entry.id)
-                .map_or(1, |(_, count)| *count);
-            self.deliver(stream, subject, entry, deliveries)?;
-        }
-        Ok(())
+                .map_or(1, |(_, count)| *count)
+        })
     }
 
     /// Applies one entry and settles it: acked when applied or a duplicate, left
     /// pending when its handler failed, moved to the dead letters when it never can be.
+    /// An error: the infrastructure failed (the entry is not settled).
     fn deliver(&self, stream: &str, subject: &str, entry: &Entry, deliveries: u64) -> Result<()> {
         let started = Instant::now();
-        let (outcome, about) = self.apply(subject, entry, deliveries);
+        let (outcome, about) = self.apply(subject, entry, deliveries)?;
         let max = self.settings.max_deliveries;
         let verdict = match outcome {
             Outcome::Applied => {
@@ -356,6 +442,13 @@ impl<'a> Session<'a> {
                 self.ack(stream, &entry.id)?;
                 "a duplicate, skipped".to_owned()
             }
+            Outcome::Failed(err) if is_infrastructure(&err) => {
+                eprintln!(
+                    "event {subject} {} ({about}) -> not applied, the database failed: {err}",
+                    entry.id
+                );
+                return Err(anyhow!("applying {stream} entry {}: {err}", entry.id));
+            }
             Outcome::Failed(err) if deliveries >= max => {
                 let error = err.to_string();
                 self.dead_letter(stream, entry, deliveries, &error)?;
@@ -363,10 +456,14 @@ impl<'a> Session<'a> {
                     "failed on delivery {deliveries} of {max}: moved to {DEAD_LETTERS}: {error}"
                 )
             }
-            Outcome::Failed(err) => format!(
-                "failed on delivery {deliveries} of {max}, retried after {} ms: {err}",
-                self.settings.ack_wait_ms
-            ),
+            Outcome::Failed(err) => {
+                // Its retry needs a wake after the ack wait even if nothing else happens.
+                self.arm_ticks();
+                format!(
+                    "failed on delivery {deliveries} of {max}, retried after {} ms: {err}",
+                    self.settings.ack_wait_ms
+                )
+            }
             Outcome::Poison(error) => {
                 self.dead_letter(stream, entry, deliveries, &error)?;
                 format!("moved to {DEAD_LETTERS}: {error}")
@@ -381,20 +478,20 @@ impl<'a> Session<'a> {
     }
 
     /// The outcome, and a few words about the event for the log line.
-    fn apply(&self, subject: &str, entry: &Entry, deliveries: u64) -> (Outcome, String) {
+    fn apply(&self, subject: &str, entry: &Entry, deliveries: u64) -> Result<(Outcome, String)> {
         let Some(json) = entry.field("e") else {
-            return (
+            return Ok((
                 Outcome::Poison("the entry has no field `e`".into()),
                 "unreadable".into(),
-            );
+            ));
         };
         let envelope: Envelope = match serde_json::from_slice(json) {
             Ok(envelope) => envelope,
             Err(err) => {
-                return (
+                return Ok((
                     Outcome::Poison(format!("not an event envelope: {err}")),
                     "unreadable".into(),
-                );
+                ));
             }
         };
         let about = format!("id {} from {}", envelope.id, envelope.source);
@@ -403,40 +500,37 @@ impl<'a> Session<'a> {
                 "a `{}` event on the stream of `{subject}`",
                 envelope.event.subject()
             );
-            return (Outcome::Poison(error), about);
+            return Ok((Outcome::Poison(error), about));
         }
         if deliveries > self.settings.max_deliveries {
             let error = format!(
                 "delivered {deliveries} times without being acknowledged (its handler crashed or timed out)"
             );
-            return (Outcome::Poison(error), about);
+            return Ok((Outcome::Poison(error), about));
         }
         let Some(handler) = self.listener.handler(subject) else {
-            return (
+            return Ok((
                 Outcome::Poison(format!("no handler for `{subject}`")),
                 about,
-            );
+            ));
         };
+        let conn = self.conn()?;
         let event_id = envelope.id.clone();
-        let outcome = self.listener.bus.commit(&self.conn, |tx| {
+        let outcome = self.listener.bus.commit(conn, |tx| {
             if !record_in_inbox(tx, &event_id, subject)? {
                 return Ok(Outcome::Duplicate);
             }
             handler(tx, envelope)?;
             Ok(Outcome::Applied)
         });
-        match outcome {
+        Ok(match outcome {
             Ok((outcome, published)) => {
                 // What the handler published goes out on this session's connection.
-                if !published.is_empty()
-                    && let Err(err) = outbox::relay_with(&self.redis, &self.conn, &published)
-                {
-                    outbox::log_relay_failure(&self.listener.bus, &err);
-                }
+                outbox::relay_on(&self.listener.bus, &self.redis, conn, &published);
                 (outcome, about)
             }
             Err(err) => (Outcome::Failed(err), about),
-        }
+        })
     }
 
     fn ack(&self, stream: &str, id: &str) -> Result<()> {
@@ -497,6 +591,17 @@ impl<'a> Session<'a> {
             other => other,
         }
     }
+}
+
+/// Whether a handler's failure is the database's (locked past the busy timeout, an I/O
+/// error) rather than the handler's own: tried again soon, not after the ack wait.
+fn is_infrastructure(err: &ApiError) -> bool {
+    let ApiError::Internal(detail) = err else {
+        return false;
+    };
+    // `sqlite: Error::Io("database is locked")`, as `ApiError` writes Spin's error.
+    let text = format!("{detail:#}");
+    text.contains("sqlite: ") && text.contains("Io(\"")
 }
 
 /// Records the event as applied; `false` when it was already (a duplicate delivery).
@@ -579,6 +684,15 @@ impl<'a> Lease<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_locked_database_is_the_infrastructure_a_handler_error_is_not() {
+        let locked = ApiError::from(spin_sdk::sqlite::Error::Io("database is locked".into()));
+        assert!(is_infrastructure(&locked));
+        let gap = crate::not_on_top("order", "o1", 3, Some(1)).unwrap_err();
+        assert!(!is_infrastructure(&gap));
+        assert!(!is_infrastructure(&ApiError::BadRequest("no".into())));
+    }
 
     #[test]
     fn a_doorbell_names_its_subject() {

@@ -6,8 +6,9 @@
 //!   the service's `outbox` in that transaction, and after `COMMIT` it is relayed to the
 //!   stream `events:<subject>` and rung on the channel `<subject>`.
 //! - Consume: a [`Listener`] holds one handler per subject. The Redis trigger calls
-//!   [`Listener::on_doorbell`]; every HTTP invocation calls [`Listener::catch_up`].
-//!   Each stream entry is applied in one transaction with its `inbox` row, then acked.
+//!   [`Listener::on_doorbell`] for a doorbell and [`Listener::on_tick`] for the bus's
+//!   tick ([`tick`]). Each stream entry is applied in one transaction with its `inbox`
+//!   row, then acked. HTTP requests do no bus work but relaying their own events.
 
 pub mod alarm;
 mod consumer;
@@ -16,6 +17,7 @@ mod outbox;
 mod redis;
 mod reply;
 mod settings;
+pub mod tick;
 
 use std::cell::RefCell;
 use std::ops::Deref;
@@ -25,7 +27,7 @@ use common::ApiError;
 use common::db::Migrations;
 use spin_sdk::sqlite::Connection;
 
-pub use consumer::{Listener, Received};
+pub use consumer::{Listener, Received, Wake};
 pub use contracts::*;
 pub use settings::{DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVERIES};
 
@@ -49,6 +51,17 @@ pub const TABLES: &[&str] = &[
         subject TEXT NOT NULL,
         applied_ms INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID",
+];
+
+/// The bus's second schema version, which every service appends to its own versions
+/// (`MIGRATIONS = &[events::TABLES, &[/* its tables */], events::RELAY_CLAIMS]`): an
+/// outbox row is claimed by one relay at a time (until `claimed_until_ms`), and keeps
+/// the number Redis's relay counter gave it (`relay_seq`), to notice a Redis that
+/// came back without it.
+pub const RELAY_CLAIMS: &[&str] = &[
+    "ALTER TABLE outbox ADD COLUMN claimed_until_ms INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN relay_seq INTEGER",
+    "CREATE INDEX outbox_relay_seq ON outbox (relay_seq) WHERE relay_seq IS NOT NULL",
 ];
 
 /// The data of one subject: the generated record of each case of `event`.

@@ -1,7 +1,7 @@
 //! The bus's Redis connection: the stream commands it sends, with errors as text.
 //! Everything the bus says to Redis goes through here; the replies are read by `reply`.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 pub struct Redis {
@@ -24,13 +24,6 @@ impl Redis {
         self.connection
             .execute(command, &args)
             .map_err(|err| anyhow!("{command}: {}", describe(&err)))
-    }
-
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<()> {
-        self.connection
-            .publish(channel, payload)
-            .map_err(|err| anyhow!("PUBLISH: {}", describe(&err)))
-            .with_context(|| format!("doorbell on `{channel}`"))
     }
 }
 

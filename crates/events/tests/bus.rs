@@ -12,22 +12,30 @@ const PROBE: &str = "crates/events/probe/spin.toml";
 /// Long enough for a test to wait out, short enough to wait out often.
 const ACK_WAIT_MS: u64 = 400;
 const WAIT: Duration = Duration::from_secs(20);
+/// Where Redis announces expired keys, the bus's ticks among them.
+const TICKS: &str = "__keyevent@0__:expired";
+/// The bus's promise for a backlog no doorbell announced: a tick (every 5 s) applies it.
+const TICK_PROMISE: Duration = Duration::from_secs(10);
 
 fn spawn_with(runtime: Runtime, redis: Redis, max_deliveries: u64) -> App {
+    spawn_waiting(runtime, redis, ACK_WAIT_MS, max_deliveries)
+}
+
+fn spawn_waiting(runtime: Runtime, redis: Redis, ack_wait_ms: u64, max_deliveries: u64) -> App {
     let app = App::builder(harness::workspace_root().join(PROBE))
         .runtime(runtime)
         .with_redis(redis)
-        .variable("event_ack_wait_ms", &ACK_WAIT_MS.to_string())
+        .variable("event_ack_wait_ms", &ack_wait_ms.to_string())
         .variable("event_max_deliveries", &max_deliveries.to_string())
         .start();
     wait_for_listeners(&app, 1);
     app
 }
 
-/// Until `count` processes listen on both channels (doorbells rung before are missed:
-/// the bus would apply those events only at its next catch-up).
+/// Until `count` processes listen on both channels and the tick's (doorbells rung before
+/// are missed: the bus would apply those events only at its next tick).
 fn wait_for_listeners(app: &App, count: i64) {
-    for channel in ["ticket:created", "ticket:updated"] {
+    for channel in ["ticket:created", "ticket:updated", TICKS] {
         app.redis().wait_for_subscribers(channel, count);
     }
 }
@@ -192,9 +200,9 @@ fn a_failed_transaction_publishes_nothing() {
 }
 
 #[test]
-fn an_event_published_while_redis_is_down_is_relayed_after_it_returns() {
+fn an_event_published_while_redis_is_down_goes_out_after_it_returns_with_no_request() {
     // Host only: real Spin exits when its Redis trigger loses the connection.
-    let mut app = spawn(Runtime::Host);
+    let mut app = spawn_with(Runtime::Host, Redis::start_persistent(), 10);
     publish(&app, "ticket:created", &["before"]);
     wait_for_applied(&app, 1);
 
@@ -203,18 +211,64 @@ fn an_event_published_while_redis_is_down_is_relayed_after_it_returns() {
     assert_eq!(app.get("/outbox").json()["unrelayed"], 1);
     app.wait_for_log("the relay failure", |line| line.contains("relay failed"));
 
-    // A restarted Redis without persistence: the streams and the group start over.
+    // Redis comes back (from its append-only file, as deployed). Nothing is asked of
+    // the app: the ticks armed before the outage wake it, it relays and applies.
     app.redis_mut().restart();
-    let titles = eventually("the outbox to be relayed and applied", WAIT, || {
-        let titles = applied(&app);
-        titles.contains(&"while-down".to_owned()).then_some(titles)
+    let returned = Instant::now();
+    let on_stream = eventually("the event on its stream", TICK_PROMISE, || {
+        let titles = titles_on_stream(app.redis(), "events:ticket:created");
+        (titles.len() == 2).then_some(titles)
     });
-    assert_eq!(titles, ["before", "while-down"]);
+    assert!(
+        returned.elapsed() <= TICK_PROMISE,
+        "{:?}",
+        returned.elapsed()
+    );
+    assert_eq!(on_stream, ["before", "while-down"]);
+    assert_eq!(wait_for_applied(&app, 2), ["before", "while-down"]);
     assert_eq!(app.get("/outbox").json()["unrelayed"], 0);
+}
+
+#[test]
+fn events_redis_lost_after_acknowledging_them_are_relayed_again() {
+    // Host only: real Spin exits when its Redis trigger loses the connection.
+    let mut app = spawn_with(Runtime::Host, Redis::start_persistent(), 10);
+    publish(&app, "ticket:created", &["kept"]);
+    wait_for_applied(&app, 1);
+    let mark = app.redis().aof_mark();
+    // Acknowledged by Redis, then lost with its last writes: hold the stream's lease
+    // (as a busy replica would), so that no listener applies them before the loss.
+    let mut redis = app.redis().connection();
+    let _: () = redis::cmd("SET")
+        .arg("bus:probe:lease:ticket:created")
+        .arg("someone-else")
+        .query(&mut redis)
+        .expect("SET");
+    publish(&app, "ticket:created", &["lost-1", "lost-2"]);
     assert_eq!(
         titles_on_stream(app.redis(), "events:ticket:created"),
-        ["while-down"]
+        ["kept", "lost-1", "lost-2"]
     );
+    assert_eq!(applied(&app), ["kept"]);
+
+    app.redis_mut().restart_without_writes_since(&mark);
+    assert_eq!(
+        titles_on_stream(app.redis(), "events:ticket:created"),
+        ["kept"]
+    );
+    // The next tick notices the relay counter below what the outbox holds.
+    let titles = eventually("the lost events applied", TICK_PROMISE * 2, || {
+        let titles = applied(&app);
+        (titles.len() == 3).then_some(titles)
+    });
+    assert_eq!(titles, ["kept", "lost-1", "lost-2"]);
+    assert_eq!(
+        titles_on_stream(app.redis(), "events:ticket:created"),
+        ["kept", "lost-1", "lost-2"]
+    );
+    app.wait_for_log("the loss noticed", |line| {
+        line.contains("Redis came back without events it had acknowledged")
+    });
 }
 
 #[test]
@@ -254,7 +308,7 @@ fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
             "the event to be applied on its third delivery",
             WAIT,
             || {
-                let reply = app.post_json("/drain", &json!({}));
+                let reply = app.post_json("/tick", &json!({}));
                 assert_eq!(reply.status, 200, "{}", reply.text());
                 let titles = applied(&app);
                 (!titles.is_empty()).then_some(titles)
@@ -286,7 +340,7 @@ fn a_poison_event_ends_in_events_dead() {
         publish(&app, "ticket:created", &["healthy"]);
 
         let dead = eventually("two dead letters", WAIT, || {
-            app.post_json("/drain", &json!({}));
+            app.post_json("/tick", &json!({}));
             let dead = app.redis().stream("events:dead");
             (dead.len() >= 2).then_some(dead)
         });
@@ -412,7 +466,9 @@ fn a_new_consumer_group_replays_history() {
             );
         }
         let app = spawn_with(runtime, redis, 10);
-        // No doorbell rings: the first HTTP invocation catches up.
+        // No doorbell rings. What Kubernetes' probe of expiration's health route does
+        // in the app (any write does it too): arm the bus's ticks. The first applies.
+        assert_eq!(app.post_json("/arm-ticks", &json!({})).status, 200);
         assert_eq!(wait_for_applied(&app, 3), ["first", "second", "third"]);
         assert_eq!(app.get("/applied").json()[0]["source"], "tickets");
     });
@@ -430,11 +486,194 @@ fn a_backlog_is_applied_when_no_doorbell_rings() {
             "events:ticket:created",
             &foreign_envelope("silent", "silent", 1),
         );
-        // HTTP invocations catch up at most every 5 s: keep asking.
-        let titles = eventually("the backlog applied by an HTTP invocation", WAIT, || {
+        let added = Instant::now();
+        // No request does bus work: the tick applies it.
+        let titles = eventually("the backlog applied by a tick", TICK_PROMISE, || {
             let titles = applied(&app);
             (titles.len() == 2).then_some(titles)
         });
+        assert!(added.elapsed() <= TICK_PROMISE, "{:?}", added.elapsed());
         assert_eq!(titles, ["rung", "silent"]);
+    });
+}
+
+#[test]
+fn leftover_events_are_relayed_once_however_many_ticks_race() {
+    // Host only: real Spin exits when its Redis trigger loses the connection.
+    let mut app = spawn(Runtime::Host);
+    app.redis_mut().stop();
+    let titles: Vec<String> = (0..30).map(|n| format!("left-{n:02}")).collect();
+    for title in &titles {
+        publish(&app, "ticket:created", &[title]);
+    }
+    assert_eq!(app.get("/outbox").json()["unrelayed"], 30);
+    app.redis_mut().restart();
+    // Sixteen invocations at once each try to relay the leftovers (as ticks and
+    // replicas would after an outage): each row is claimed by one of them.
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            let app = &app;
+            scope.spawn(move || {
+                let reply = app.post_json("/tick", &json!({}));
+                assert_eq!(reply.status, 200, "{}", reply.text());
+            });
+        }
+    });
+    assert_eq!(app.get("/outbox").json()["unrelayed"], 0);
+    assert_eq!(
+        titles_on_stream(app.redis(), "events:ticket:created"),
+        titles
+    );
+    assert_eq!(wait_for_applied(&app, 30), titles);
+}
+
+#[test]
+fn a_batch_of_leftovers_rings_one_doorbell_per_subject() {
+    // Host only: real Spin exits when its Redis trigger loses the connection.
+    let mut app = spawn(Runtime::Host);
+    app.redis_mut().stop();
+    for n in 0..10 {
+        publish(&app, "ticket:created", &[&format!("created-{n}")]);
+        publish(&app, "ticket:updated", &[&format!("updated-{n}")]);
+    }
+    app.redis_mut().restart();
+    let mut subscriber = app.redis().connection();
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("ticket:created").expect("SUBSCRIBE");
+    pubsub.subscribe("ticket:updated").expect("SUBSCRIBE");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("a read timeout");
+
+    assert_eq!(app.post_json("/tick", &json!({})).status, 200);
+    assert_eq!(app.get("/outbox").json()["unrelayed"], 0);
+    let mut doorbells = Vec::new();
+    while let Ok(message) = pubsub.get_message() {
+        let envelope: Value =
+            serde_json::from_str(&message.get_payload::<String>().expect("text")).unwrap();
+        doorbells.push((message.get_channel_name().to_owned(), envelope));
+    }
+    // Twenty events, one batch: a doorbell per subject, with its last envelope.
+    let rung: Vec<(&str, &str)> = doorbells
+        .iter()
+        .map(|(channel, envelope)| {
+            (
+                channel.as_str(),
+                envelope["data"]["title"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rung,
+        [
+            ("ticket:created", "created-9"),
+            ("ticket:updated", "updated-9")
+        ]
+    );
+    assert_eq!(
+        titles_on_stream(app.redis(), "events:ticket:created").len(),
+        10
+    );
+    assert_eq!(
+        titles_on_stream(app.redis(), "events:ticket:updated").len(),
+        10
+    );
+}
+
+#[test]
+fn a_listener_woken_while_its_stream_is_drained_returns_at_once() {
+    // Host only: it reads the host's line for each Redis invocation.
+    let app = spawn(Runtime::Host);
+    publish(&app, "ticket:created", &["first"]);
+    wait_for_applied(&app, 1);
+    // Another invocation holds the stream's lease for a minute.
+    let mut redis = app.redis().connection();
+    let _: () = redis::cmd("SET")
+        .arg("bus:probe:lease:ticket:created")
+        .arg("someone-else")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut redis)
+        .expect("SET");
+    let rung_before = app
+        .logs()
+        .iter()
+        .filter(|line| line.starts_with("bus-probe redis ticket:created"))
+        .count();
+    publish(&app, "ticket:created", &["second"]);
+    // The woken listener leaves a note for the holder and returns, long before the
+    // lease lapses; it applies nothing.
+    eventually("the woken listener to return", WAIT, || {
+        let rung = app
+            .logs()
+            .iter()
+            .filter(|line| line.starts_with("bus-probe redis ticket:created"))
+            .filter(|line| line.contains("-> ok"))
+            .count();
+        (rung > rung_before).then_some(())
+    });
+    let note: Option<String> = redis::cmd("GET")
+        .arg("bus:probe:again:ticket:created")
+        .query(&mut redis)
+        .expect("GET");
+    assert_eq!(note.as_deref(), Some("1"), "a note for the lease's holder");
+    assert_eq!(applied(&app), ["first"]);
+    let lease_left: i64 = redis::cmd("PTTL")
+        .arg("bus:probe:lease:ticket:created")
+        .query(&mut redis)
+        .expect("PTTL");
+    assert!(
+        lease_left > 30_000,
+        "the listener waited for the lease: {lease_left} ms left"
+    );
+
+    // The holder vanishes without draining: the next tick does it.
+    let _: () = redis::cmd("DEL")
+        .arg("bus:probe:lease:ticket:created")
+        .query(&mut redis)
+        .expect("DEL");
+    let titles = eventually("the tick to apply it", TICK_PROMISE, || {
+        let titles = applied(&app);
+        (titles.len() == 2).then_some(titles)
+    });
+    assert_eq!(titles, ["first", "second"]);
+}
+
+#[test]
+fn a_drain_that_meets_a_locked_database_tries_again_soon() {
+    on_every_runtime(|runtime| {
+        // An ack wait far longer than the test: only the drain's own retries apply it.
+        let app = spawn_waiting(runtime, Redis::start(), 120_000, 10);
+        publish(&app, "ticket:created", &["before"]);
+        wait_for_applied(&app, 1);
+
+        // Another process holds the database's write lock for 7 s, longer than a
+        // writer waits (5 s): the first try of the drain fails on it.
+        let database = app.sqlite_path("probe");
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&database).expect("the probe's database");
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .expect("the write lock");
+            locked.send(()).expect("the test waits");
+            std::thread::sleep(Duration::from_secs(7));
+            conn.execute_batch("COMMIT").expect("COMMIT");
+        });
+        is_locked.recv().expect("the lock taken");
+        let published = Instant::now();
+        app.redis().publish_event(
+            &serde_json::from_str(&foreign_envelope("locked", "during-lock", 0)).unwrap(),
+        );
+        let titles = eventually("the event applied after the lock", WAIT, || {
+            let titles = applied(&app);
+            (titles.len() == 2).then_some(titles)
+        });
+        holder.join().expect("the lock holder");
+        assert_eq!(titles, ["before", "during-lock"]);
+        assert!(
+            published.elapsed() < Duration::from_secs(20),
+            "applied after {:?}: not by the drain's retries",
+            published.elapsed()
+        );
     });
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 pub use app::{App, AppBuilder, StartError};
 pub use browser::{Browser, DESKTOP};
 pub use client::{Client, Reply};
-pub use redis_server::Redis;
+pub use redis_server::{AofMark, Redis};
 pub use reqwest::Method;
 pub use runtime::Runtime;
 pub use stripe_stub::{StripeStub, StubCharge, StubRefund, StubRequest};

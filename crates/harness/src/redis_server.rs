@@ -171,6 +171,53 @@ impl Redis {
         }
     }
 
+    /// Where the append-only file ends now (a persistent server only): see
+    /// [`Redis::restart_without_writes_since`].
+    pub fn aof_mark(&self) -> AofMark {
+        let file = self.incremental_aof();
+        let length = std::fs::metadata(&file)
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()))
+            .len();
+        AofMark { file, length }
+    }
+
+    /// Stops the server and starts it again from its append-only file cut back to
+    /// `mark`: Redis comes back without the writes it acknowledged since, as after a
+    /// crash with `appendfsync everysec`, or a failover to a replica that lagged.
+    pub fn restart_without_writes_since(&mut self, mark: &AofMark) {
+        self.stop();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&mark.file)
+            .unwrap_or_else(|err| panic!("{}: {err}", mark.file.display()));
+        file.set_len(mark.length)
+            .expect("truncating the append-only file");
+        drop(file);
+        assert!(
+            self.try_run(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// The append-only file Redis 7 appends to: the `incr` file its manifest names.
+    fn incremental_aof(&self) -> std::path::PathBuf {
+        assert!(
+            self.is_persistent,
+            "only a persistent server has an append-only file"
+        );
+        let dir = self.dir.path().join("appendonlydir");
+        let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest"))
+            .expect("Redis 7's append-only manifest");
+        let name = manifest
+            .lines()
+            .filter(|line| line.ends_with("type i"))
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .next_back()
+            .expect("an incremental append-only file in the manifest");
+        dir.join(name)
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&mut self) {
         self.stop();
@@ -226,6 +273,13 @@ impl Redis {
         );
         true
     }
+}
+
+/// A point in a server's append-only file.
+#[derive(Debug, Clone)]
+pub struct AofMark {
+    file: std::path::PathBuf,
+    length: u64,
 }
 
 impl Drop for Redis {

@@ -406,6 +406,10 @@ async fn send(outparam: ResponseOutparam, status: u16, headers: Fields, body: Ve
 
 /// Redis trigger: records each message under `probe:received:<component>`; a message
 /// `fail` makes the handler return an error (the runtime logs it and carries on).
+/// Raises `KEYS[1]` to `ARGV[1]` if it is below.
+const MOST_RUNNING: &str = "if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then \
+    redis.call('SET', KEYS[1], ARGV[1]) end return 0";
+
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(message: bytes::Bytes) -> anyhow::Result<()> {
     if message.as_ref() == b"fail" {
@@ -413,6 +417,30 @@ pub fn on_message(message: bytes::Bytes) -> anyhow::Result<()> {
     }
     let name = variables::get("name")?;
     let connection = redis::Connection::open(&variables::get("redis_url")?)?;
+    // `slow:<ms>`: takes that long, counting how many invocations of this component
+    // run at once (the most ever in `probe:most-running:<name>`).
+    if let Some(millis) = message
+        .strip_prefix(b"slow:")
+        .and_then(|millis| std::str::from_utf8(millis).ok()?.parse::<u64>().ok())
+    {
+        let running = connection.incr(&format!("probe:running:{name}"))?;
+        connection.execute(
+            "EVAL",
+            &[
+                redis::RedisParameter::Binary(MOST_RUNNING.as_bytes().to_vec()),
+                redis::RedisParameter::Int64(1),
+                redis::RedisParameter::Binary(format!("probe:most-running:{name}").into_bytes()),
+                redis::RedisParameter::Int64(running),
+            ],
+        )?;
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+        connection.execute(
+            "DECR",
+            &[redis::RedisParameter::Binary(
+                format!("probe:running:{name}").into_bytes(),
+            )],
+        )?;
+    }
     connection.execute(
         "RPUSH",
         &[

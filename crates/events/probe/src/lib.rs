@@ -6,7 +6,8 @@
 //!   after publishing (500) and nothing may go out.
 //! - `GET /applied`: the events applied, in the order they were applied.
 //! - `GET /outbox`: how many events wait in the outbox.
-//! - `POST /drain`: drains every stream now (an invocation without the catch-up limit).
+//! - `POST /tick`: what the bus's tick does, now (relay leftovers, drain every stream).
+//! - `POST /arm-ticks`: arms the bus's ticks, as expiration's health route does.
 //!
 //! Handlers fail on request: a title `poison` always fails; `fail-<n>…` fails its first
 //! `n` deliveries (counted in Redis, outside the transaction that is rolled back).
@@ -29,6 +30,7 @@ const MIGRATIONS: Migrations = &[
         version INTEGER NOT NULL,
         source TEXT NOT NULL
     ) STRICT"],
+    events::RELAY_CLAIMS,
 ];
 
 const BUS: Bus = Bus {
@@ -43,13 +45,12 @@ fn listener() -> Listener {
 
 #[cfg_attr(target_arch = "wasm32", spin_sdk::http_component)]
 pub async fn handle(req: IncomingRequest) -> Response {
-    listener().catch_up();
     common::serve(req, &router()).await
 }
 
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
-    listener().on_doorbell(&payload)
+    listener().on_message(&payload).map(drop)
 }
 
 fn router() -> Router {
@@ -57,10 +58,17 @@ fn router() -> Router {
     router.post("/publish", |req: Request, _: Params| respond(publish(&req)));
     router.get("/applied", |_: Request, _: Params| respond(applied()));
     router.get("/outbox", |_: Request, _: Params| respond(outbox()));
-    router.post("/drain", |_: Request, _: Params| {
+    router.post("/tick", |_: Request, _: Params| {
         respond(
             listener()
-                .drain_all()
+                .on_tick()
+                .map_err(ApiError::Internal)
+                .map(|()| json_response(200, &json!({}))),
+        )
+    });
+    router.post("/arm-ticks", |_: Request, _: Params| {
+        respond(
+            events::tick::arm()
                 .map_err(ApiError::Internal)
                 .map(|()| json_response(200, &json!({}))),
         )

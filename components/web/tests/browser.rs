@@ -336,7 +336,8 @@ fn unknown_pages_and_ids_are_explained_not_broken() {
 fn with_stripe_the_card_field_comes_from_stripe_js_and_nothing_else_is_fetched() {
     let stripe = StripeStub::start("sk_test_browser");
     let app = spawn_with(Runtime::Host, 900, |app| {
-        app.variable("stripe_secret_key", "sk_test_browser")
+        app.variable("payment_provider", "stripe")
+            .variable("stripe_secret_key", "sk_test_browser")
             .variable("stripe_publishable_key", "pk_test_browser")
             .variable("stripe_api_base", &stripe.api_base())
     });

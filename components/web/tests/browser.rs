@@ -325,6 +325,8 @@ fn forms_show_the_apis_errors_next_to_their_fields() {
     browser.click("#title");
     assert_eq!(browser.value("#price"), "12.345");
     browser.click("form button[type=submit]");
+    // The previous error stays until the answer comes: wait for the new one.
+    browser.wait_for_text("Price must have at most 2 decimals");
     assert_eq!(
         browser.wait_for("#price-error"),
         "Price must have at most 2 decimals"

@@ -19,7 +19,8 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     let paid = size.pick(20, 3);
     let stripe = StripeStub::start(STRIPE_KEY);
     let app = crate::spawn(Redis::start(), |app| {
-        app.variable("stripe_secret_key", STRIPE_KEY)
+        app.variable("payment_provider", "stripe")
+            .variable("stripe_secret_key", STRIPE_KEY)
             .variable("stripe_api_base", &stripe.api_base())
     });
     let mut report = Report::default();

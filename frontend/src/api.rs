@@ -47,11 +47,24 @@ impl Order {
     }
 }
 
+/// Which provider payments charge through: `stripe`, `sandbox`, or `none` (payments are
+/// not configured and refuse every payment).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PaymentsConfig {
     pub provider: String,
     #[serde(rename = "publishableKey", default)]
     pub publishable_key: Option<String>,
+}
+
+impl PaymentsConfig {
+    /// The offline sandbox: Stripe's test tokens, and no money moves.
+    pub fn is_sandbox(&self) -> bool {
+        self.provider == "sandbox"
+    }
+
+    pub fn is_stripe(&self) -> bool {
+        self.provider == "stripe"
+    }
 }
 
 /// One failed rule, as the API reports it.
@@ -286,6 +299,18 @@ mod tests {
             garbled.general_messages(),
             ["The server's answer could not be read."]
         );
+    }
+
+    #[test]
+    fn the_payments_config_says_which_provider_charges() {
+        let sandbox: PaymentsConfig = answer(200, r#"{"provider":"sandbox"}"#).unwrap();
+        assert!(sandbox.is_sandbox() && !sandbox.is_stripe());
+        let stripe: PaymentsConfig =
+            answer(200, r#"{"provider":"stripe","publishableKey":"pk_test_1"}"#).unwrap();
+        assert!(stripe.is_stripe() && !stripe.is_sandbox());
+        assert_eq!(stripe.publishable_key.as_deref(), Some("pk_test_1"));
+        let none: PaymentsConfig = answer(200, r#"{"provider":"none"}"#).unwrap();
+        assert!(!none.is_stripe() && !none.is_sandbox());
     }
 
     #[test]

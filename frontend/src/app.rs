@@ -1,9 +1,10 @@
-//! The router, the header, and the session every page shares.
+//! The router, the header, and what every page shares: the session, and which
+//! provider payments charge through.
 
 use yew::prelude::*;
 use yew_router::prelude::*;
 
-use crate::api;
+use crate::api::{self, ApiError, PaymentsConfig};
 use crate::pages;
 use crate::session::{Session, SessionEvent, SessionHandle, use_session};
 
@@ -50,9 +51,28 @@ fn switch(route: Route) -> Html {
     }
 }
 
+/// What payments said of its provider (`GET /api/payments/config`), asked once when
+/// the app starts: the test-mode notice on every page and the order page's card entry
+/// both follow it. `None` while asking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payments(pub Option<Result<PaymentsConfig, ApiError>>);
+
+impl Payments {
+    pub fn is_sandbox(&self) -> bool {
+        matches!(&self.0, Some(Ok(config)) if config.is_sandbox())
+    }
+}
+
+/// The payments setup of the app (set by `App`).
+#[hook]
+pub fn use_payments() -> Payments {
+    use_context::<Payments>().expect("App provides the payments setup")
+}
+
 #[function_component(App)]
 pub fn app() -> Html {
     let session: SessionHandle = use_reducer(|| Session::Loading);
+    let payments = use_state(|| Payments(None));
     {
         let session = session.clone();
         use_effect_with((), move |_| {
@@ -63,15 +83,40 @@ pub fn app() -> Html {
             });
         });
     }
+    {
+        let payments = payments.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                payments.set(Payments(Some(api::payments_config().await)));
+            });
+        });
+    }
     html! {
         <ContextProvider<SessionHandle> context={session}>
-            <BrowserRouter>
-                <Header />
-                <main class="page">
-                    <Switch<Route> render={switch} />
-                </main>
-            </BrowserRouter>
+            <ContextProvider<Payments> context={(*payments).clone()}>
+                <BrowserRouter>
+                    <TestModeNotice />
+                    <Header />
+                    <main class="page">
+                        <Switch<Route> render={switch} />
+                    </main>
+                </BrowserRouter>
+            </ContextProvider<Payments>>
         </ContextProvider<SessionHandle>>
+    }
+}
+
+/// While payments charge through the sandbox, every page says that no money moves
+/// (it stays at the top of the window as the page scrolls).
+#[function_component(TestModeNotice)]
+fn test_mode_notice() -> Html {
+    if !use_payments().is_sandbox() {
+        return html! {};
+    }
+    html! {
+        <p class="test-mode" role="status">
+            <strong>{ "Test mode:" }</strong>{ " no real charges" }
+        </p>
     }
 }
 

@@ -10,6 +10,8 @@ use xshell::cmd;
 use crate::{Project, build, manifest, redis, setup, step};
 
 const LISTEN: &str = "127.0.0.1:3000";
+/// The payment provider of local runs (spin.toml's `payment_provider`).
+const SANDBOX: &str = "sandbox";
 
 /// Which build of the project's host `up` runs (when Spin is not on PATH).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,8 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
     let redis_url = app_redis_url(project)?;
     let _redis = redis::ensure(project, &redis_url)?;
     let jwt_key = dev_jwt_key(&project.root)?;
+    let payment_provider =
+        dev_payment_provider(std::env::var("SPIN_VARIABLE_PAYMENT_PROVIDER").ok());
 
     step(&format!(
         "Starting the app: open http://{LISTEN}/ (Ctrl-C stops it)"
@@ -94,6 +98,7 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
     let _ = runtime
         .args(args)
         .env("SPIN_VARIABLE_JWT_KEY", jwt_key)
+        .env("SPIN_VARIABLE_PAYMENT_PROVIDER", payment_provider)
         .run();
     Ok(())
 }
@@ -117,6 +122,26 @@ pub fn spin_on_path(project: &Project) -> Option<String> {
 
 fn spin_program() -> String {
     std::env::var("TICKETING_SPIN").unwrap_or_else(|_| "spin".to_owned())
+}
+
+/// The payment provider of a local run: `SPIN_VARIABLE_PAYMENT_PROVIDER` if set, else
+/// the offline sandbox, by name (spin.toml's default is Stripe, which refuses payments
+/// without a secret key).
+fn dev_payment_provider(from_env: Option<String>) -> String {
+    step("Payment provider");
+    match from_env {
+        Some(provider) => {
+            eprintln!("using SPIN_VARIABLE_PAYMENT_PROVIDER from the environment");
+            provider
+        }
+        None => {
+            eprintln!(
+                "sandbox: no real charges (SPIN_VARIABLE_PAYMENT_PROVIDER=stripe with \
+                 SPIN_VARIABLE_STRIPE_SECRET_KEY charges through Stripe)"
+            );
+            SANDBOX.to_owned()
+        }
+    }
 }
 
 /// The development session key: `SPIN_VARIABLE_JWT_KEY` if set, else one generated
@@ -147,4 +172,17 @@ fn dev_jwt_key(root: &Path) -> Result<String> {
     file.write_all(key.as_bytes())?;
     eprintln!("generated {} (readable by you only)", path.display());
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_run_chooses_the_sandbox_unless_the_environment_says_otherwise() {
+        assert_eq!(dev_payment_provider(None), "sandbox");
+        assert_eq!(dev_payment_provider(Some("stripe".to_owned())), "stripe");
+        // Set, even to nothing, is the user's choice (payments then refuse, and say why).
+        assert_eq!(dev_payment_provider(Some(String::new())), "");
+    }
 }

@@ -20,7 +20,7 @@ struct Created {
 }
 
 /// `POST /api/payments` `{token, orderId}`: 201 `{id}`, the order's price charged once;
-/// publishes `payment:created`.
+/// publishes `payment:created`. 503 while no provider is configured.
 ///
 /// No charge without a record: the pending payment is committed before the provider is
 /// called, and the provider's answer then completes it (with the event) or, on a
@@ -32,6 +32,8 @@ pub fn create(req: Request, _params: Params) -> Response {
 
 fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
+    // Before anything is read or stored: without a provider nothing can be paid.
+    let provider = provider::configured()?.ok_or_else(provider::not_configured)?;
     let body = JsonBody::parse(req)?;
     let mut rules = Validator::new();
     let token = rules.field("token", required(body.str("token"), "Token is required"));
@@ -42,7 +44,6 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
     let (Some(token), Some(order_id)) = (token, order_id) else {
         return Err(rules.into_error());
     };
-    let provider = provider::configured()?;
     let conn = db::open()?;
     let payment = begin(&conn, &user, order_id, token)?;
     charge(&conn, provider.as_ref(), &payment)
@@ -181,8 +182,9 @@ fn record(conn: &Connection, payment: &Payment, stripe_id: &str) -> Result<Respo
 }
 
 /// `GET /api/payments/config`: which provider the web app pays through,
-/// `{provider: "stripe" | "sandbox", publishableKey?}` (the key Stripe.js needs, from
-/// `stripe_publishable_key`; never the secret key).
+/// `{provider: "stripe" | "sandbox" | "none", publishableKey?}` (`none`: payments are
+/// not configured; the key Stripe.js needs, from `stripe_publishable_key`; never the
+/// secret key).
 pub fn config(_req: Request, _params: Params) -> Response {
     respond(try_config())
 }
@@ -196,14 +198,15 @@ fn try_config() -> Result<Response, ApiError> {
         publishable_key: Option<String>,
     }
     let provider = provider::configured()?;
-    let publishable_key = (provider.name() == "stripe")
+    let name = provider.as_ref().map_or("none", |provider| provider.name());
+    let publishable_key = (name == "stripe")
         .then(|| spin_sdk::variables::get("stripe_publishable_key").unwrap_or_default())
         .map(|key| key.trim().to_owned())
         .filter(|key| !key.is_empty());
     Ok(json_response(
         200,
         &Config {
-            provider: provider.name(),
+            provider: name,
             publishable_key,
         },
     ))

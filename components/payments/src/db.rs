@@ -43,6 +43,12 @@ pub const MIGRATIONS: Migrations = &[
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
     ::events::RELAY_CLAIMS,
+    // 4: when each warning was last logged: every request is a fresh instance, and a
+    // warning on each of them would bury the log.
+    &["CREATE TABLE warnings (
+        name TEXT PRIMARY KEY,
+        warned_ms INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID"],
 ];
 
 /// payments on the event bus: its events' source, its consumer group, its database.
@@ -210,6 +216,29 @@ pub fn record_refund(
         ],
     )?;
     Ok(())
+}
+
+/// Whether the warning `name` is due (not logged within `every_ms` before `now_ms`, or
+/// noted in the future by a clock that went back); if so, it is noted as logged now. One
+/// statement, so of instances racing on it one logs it.
+pub fn warning_due(
+    conn: &Connection,
+    name: &str,
+    now_ms: i64,
+    every_ms: i64,
+) -> Result<bool, ApiError> {
+    let result = conn.execute(
+        "INSERT INTO warnings (name, warned_ms) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET warned_ms = excluded.warned_ms
+         WHERE warnings.warned_ms <= ?2 - ?3 OR warnings.warned_ms > ?2
+         RETURNING name",
+        &[
+            Value::Text(name.to_owned()),
+            Value::Integer(now_ms),
+            Value::Integer(every_ms),
+        ],
+    )?;
+    Ok(!result.rows.is_empty())
 }
 
 fn text(row: &Row<'_>, table: &str, column: &str) -> Result<String, ApiError> {

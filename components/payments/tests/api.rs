@@ -1,11 +1,12 @@
 //! payments through the real host (and real Spin, where installed): the whole app
 //! (auth, tickets, orders, expiration publish what payments copies), SQLite and Redis
-//! behind. The provider is the offline sandbox, or a local stand-in for Stripe's API
-//! that records what it was sent. One test per behaviour of API.md's payments section.
+//! behind. The provider is the offline sandbox (the harness names it unless a test
+//! says otherwise), or a local stand-in for Stripe's API that records what it was
+//! sent. One test per behaviour of API.md's payments section.
 
 use std::time::Duration;
 
-use harness::{App, Client, Redis, Reply, Runtime, StripeStub, eventually};
+use harness::{App, AppBuilder, Client, Redis, Reply, Runtime, StripeStub, eventually};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -15,19 +16,29 @@ const PUBLISHABLE_KEY: &str = "pk_test_of_the_payments_tests";
 /// The app with the sandbox provider (no `stripe_api_base`), or with Stripe at
 /// `stripe_api_base`.
 fn spawn(runtime: Runtime, window_seconds: u64, stripe_api_base: Option<&str>) -> App {
-    let mut app = App::builder(harness::workspace_root().join("spin.toml"))
+    start(runtime, window_seconds, |app| match stripe_api_base {
+        Some(api_base) => app
+            .variable("payment_provider", "stripe")
+            .variable("stripe_secret_key", SECRET_KEY)
+            .variable("stripe_publishable_key", PUBLISHABLE_KEY)
+            .variable("stripe_api_base", api_base),
+        None => app,
+    })
+}
+
+/// The app with the variables `configure` gives on top of the tests' own.
+fn start(
+    runtime: Runtime,
+    window_seconds: u64,
+    configure: impl FnOnce(AppBuilder) -> AppBuilder,
+) -> App {
+    let app = App::builder(harness::workspace_root().join("spin.toml"))
         .runtime(runtime)
         .with_redis(Redis::start())
         .variable("jwt_key", "the jwt_key of these tests")
         .variable("order_expiration_seconds", &window_seconds.to_string())
         .variable("event_ack_wait_ms", "300");
-    if let Some(api_base) = stripe_api_base {
-        app = app
-            .variable("stripe_secret_key", SECRET_KEY)
-            .variable("stripe_publishable_key", PUBLISHABLE_KEY)
-            .variable("stripe_api_base", api_base);
-    }
-    let app = app.start();
+    let app = configure(app).start();
     for channel in [
         "ticket:created",
         "order:created",
@@ -543,4 +554,138 @@ fn a_cancel_that_overtakes_its_order_is_applied_after_it() {
         assert_eq!(reply.status, 400, "{}", reply.text());
         assert_eq!(message(&reply), "Cannot pay for a cancelled order");
     });
+}
+
+// Without a provider ---------------------------------------------------------------------
+
+/// The answer to every payment while no provider is configured.
+const NOT_CONFIGURED: &str = r#"{"errors":[{"message":"Payments are not configured"}]}"#;
+
+/// Pays `times` times while no provider is configured: each answer is 503 with exactly
+/// API.md's body, nothing reaches Stripe's stand-in, nothing is stored or published,
+/// the config route says `none`, and the log says why once, with `reason` in it.
+fn assert_payments_refused(app: &App, stripe: &StripeStub, reason: &str) {
+    let buyer = app.signed_up("buyer");
+    let order = order_at(app, &buyer, 20.0);
+    payments_caught_up(app, "order:created");
+    // A token that would be in the database if a payment had been stored.
+    let token = format!("tok_visa_{}", harness::random_hex(8));
+    for _ in 0..3 {
+        let reply = pay(&buyer, &order, &token);
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.text(), NOT_CONFIGURED);
+    }
+    // The session is checked first; the body is not read at all.
+    assert_eq!(
+        app.new_client()
+            .post_json("/api/payments", &json!({}))
+            .status,
+        401
+    );
+    let reply = buyer.post_json("/api/payments", &json!({}));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (503, NOT_CONFIGURED.to_owned())
+    );
+
+    assert!(stripe.requests().is_empty(), "{:?}", stripe.requests());
+    assert!(payments_published(app).is_empty());
+    assert_eq!(buyer.order_now(&order)["status"], "created");
+    let db = std::fs::read(app.sqlite_path("payments")).expect("the payments database");
+    let holds = |text: &str| {
+        db.windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    assert!(
+        holds(order["id"].as_str().unwrap()),
+        "payments holds its copy of the order"
+    );
+    assert!(!holds(&token), "no payment was stored");
+
+    let config = app.get("/api/payments/config");
+    assert_eq!(config.status, 200);
+    assert_eq!(config.json(), json!({"provider": "none"}));
+
+    // Once, not per request. The log is one stream: once it shows the last request,
+    // it holds every line printed before.
+    app.wait_for_log("the last request in the log", |line| {
+        line.contains("GET /api/payments/config -> 200")
+    });
+    let warnings: Vec<String> = app
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("payments are not configured"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains(reason), "{}", warnings[0]);
+    assert_no_secrets_logged(app);
+}
+
+#[test]
+fn stripe_without_a_secret_key_refuses_payments_and_charges_nothing() {
+    for runtime in Runtime::all() {
+        let stripe = StripeStub::start(SECRET_KEY);
+        let app = start(runtime, 60, |app| {
+            app.variable("payment_provider", "stripe")
+                .variable("stripe_publishable_key", PUBLISHABLE_KEY)
+                .variable("stripe_api_base", &stripe.api_base())
+        });
+        eprintln!("on {}", app.runtime.name());
+        assert_payments_refused(&app, &stripe, "stripe_secret_key is empty");
+    }
+}
+
+#[test]
+fn the_sandbox_is_chosen_only_by_name() {
+    for runtime in Runtime::all() {
+        // spin.toml's default is Stripe: without a key, payments are refused.
+        let stripe = StripeStub::start(SECRET_KEY);
+        let app = start(runtime.clone(), 60, |app| {
+            app.without_variable("payment_provider")
+                .variable("stripe_api_base", &stripe.api_base())
+        });
+        eprintln!("on {}: spin.toml's default", app.runtime.name());
+        assert_payments_refused(&app, &stripe, "stripe_secret_key is empty");
+        drop(app);
+
+        // A name payments does not know chooses nothing, whatever else is set.
+        let stripe = StripeStub::start(SECRET_KEY);
+        let app = start(runtime.clone(), 60, |app| {
+            app.variable("payment_provider", "Sandbox")
+                .variable("stripe_secret_key", SECRET_KEY)
+                .variable("stripe_api_base", &stripe.api_base())
+        });
+        eprintln!("on {}: an unknown name", app.runtime.name());
+        assert_payments_refused(&app, &stripe, "neither `stripe` nor `sandbox`");
+        drop(app);
+
+        // Named, the sandbox charges, even with a Stripe key at hand.
+        let stripe = StripeStub::start(SECRET_KEY);
+        let app = start(runtime, 60, |app| {
+            app.variable("payment_provider", "sandbox")
+                .variable("stripe_secret_key", SECRET_KEY)
+                .variable("stripe_publishable_key", PUBLISHABLE_KEY)
+                .variable("stripe_api_base", &stripe.api_base())
+        });
+        eprintln!("on {}: the sandbox by name", app.runtime.name());
+        assert_eq!(
+            app.get("/api/payments/config").json(),
+            json!({"provider": "sandbox"})
+        );
+        let buyer = app.signed_up("buyer");
+        let order = order_at(&app, &buyer, 20.0);
+        let reply = pay_when_known(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let published = payments_published(&app);
+        assert_eq!(published.len(), 1);
+        let stripe_id = published[0]["stripeId"].as_str().unwrap();
+        assert!(stripe_id.starts_with("ch_sandbox_"), "{stripe_id}");
+        assert!(stripe.requests().is_empty());
+        assert!(
+            !app.logs()
+                .iter()
+                .any(|line| line.contains("payments are not configured")),
+            "no warning with a provider"
+        );
+    }
 }

@@ -96,6 +96,50 @@ fn buyer_ordering(app: &App, name: &str, ticket: &Value) -> Browser {
     browser
 }
 
+/// What every page shows while payments charge through the sandbox.
+const TEST_MODE: &str = "Test mode: no real charges";
+
+/// The sandbox's notice is on the page, as a status, inside the window and not
+/// cut off, also after scrolling far down a long page (the page is made long here).
+fn assert_test_mode_shown(browser: &Browser) {
+    browser.wait_for_text(TEST_MODE);
+    assert_eq!(
+        browser.wait_for(".test-mode[role=status]"),
+        TEST_MODE,
+        "one status line, with nothing else in it"
+    );
+    let seen = browser.execute(
+        "const notice = document.querySelector('.test-mode');
+         const inWindow = () => {
+           const box = notice.getBoundingClientRect();
+           return box.top >= 0 && box.left >= 0 && box.height > 0
+             && box.bottom <= window.innerHeight && box.right <= window.innerWidth
+             && notice.scrollWidth <= notice.clientWidth;
+         };
+         const atTop = inWindow();
+         const spacer = document.createElement('div');
+         spacer.style.height = '5000px';
+         document.body.appendChild(spacer);
+         window.scrollTo(0, 4000);
+         const scrolled = inWindow() && window.scrollY > 0;
+         spacer.remove();
+         window.scrollTo(0, 0);
+         return [atTop, scrolled];",
+    );
+    assert_eq!(
+        seen,
+        json!([true, true]),
+        "the notice is in the window, scrolled or not"
+    );
+}
+
+/// No test-mode notice: checked once the payments config has arrived (the caller
+/// waits for something that follows it).
+fn assert_no_test_mode(browser: &Browser) {
+    assert!(!browser.has(".test-mode"));
+    assert!(!browser.page_text().contains("Test mode"));
+}
+
 /// The seconds the order page's countdown shows ("14:59" → 899).
 fn countdown_seconds(browser: &Browser) -> i64 {
     let shown = browser.wait_for(".countdown strong");
@@ -120,9 +164,10 @@ fn a_seller_lists_a_ticket_and_a_buyer_buys_it_end_to_end() {
 fn journey(app: &App) {
     let browser = Browser::open(&format!("journey-{}", app.runtime.name()), app.base_url());
 
-    // Signed out, nothing for sale yet.
+    // Signed out, nothing for sale yet; payments run the sandbox, and every page says so.
     browser.goto("/");
     browser.wait_for_text("No tickets for sale right now.");
+    assert_test_mode_shown(&browser);
     assert!(browser.page_text().contains("Sign in"));
     assert!(!browser.page_text().contains("Sell tickets"));
 
@@ -131,6 +176,7 @@ fn journey(app: &App) {
     sign_up(&browser, "seller@example.com");
     browser.click_text("Sell tickets");
     browser.wait_for_path("/tickets/new");
+    assert_test_mode_shown(&browser);
     browser.fill("#title", "Jazz in the park");
     browser.fill("#price", "49.9");
     browser.click("#title");
@@ -151,10 +197,12 @@ fn journey(app: &App) {
     sign_up(&browser, "buyer@example.com");
     capture(&browser, "tickets");
     browser.resize(PHONE);
+    assert_test_mode_shown(&browser);
     capture(&browser, "tickets-phone");
     browser.resize(harness::DESKTOP);
     browser.click_text("View Jazz in the park");
     browser.wait_for_text("$49.90");
+    assert_test_mode_shown(&browser);
     capture(&browser, "ticket");
     browser.click_text("Purchase");
     browser.wait_for_text("Time left to pay");
@@ -171,11 +219,13 @@ fn journey(app: &App) {
     // The sandbox's card token is filled in; paying leads to "My orders", where the
     // order turns "Paid" once the payment's event reaches orders.
     assert_eq!(browser.value("#token"), "tok_visa");
+    assert_test_mode_shown(&browser);
     capture(&browser, "order");
     browser.click_text("Pay");
     browser.wait_for_path("/orders");
     browser.wait_for_text("Jazz in the park");
     browser.wait_for_text("Paid");
+    assert_test_mode_shown(&browser);
     capture(&browser, "my-orders");
 
     // The order page says so too, and the ticket is no longer for sale.
@@ -275,6 +325,8 @@ fn forms_show_the_apis_errors_next_to_their_fields() {
     browser.click("#title");
     assert_eq!(browser.value("#price"), "12.345");
     browser.click("form button[type=submit]");
+    // The previous error stays until the answer comes: wait for the new one.
+    browser.wait_for_text("Price must have at most 2 decimals");
     assert_eq!(
         browser.wait_for("#price-error"),
         "Price must have at most 2 decimals"
@@ -336,7 +388,8 @@ fn unknown_pages_and_ids_are_explained_not_broken() {
 fn with_stripe_the_card_field_comes_from_stripe_js_and_nothing_else_is_fetched() {
     let stripe = StripeStub::start("sk_test_browser");
     let app = spawn_with(Runtime::Host, 900, |app| {
-        app.variable("stripe_secret_key", "sk_test_browser")
+        app.variable("payment_provider", "stripe")
+            .variable("stripe_secret_key", "sk_test_browser")
             .variable("stripe_publishable_key", "pk_test_browser")
             .variable("stripe_api_base", &stripe.api_base())
     });
@@ -350,8 +403,28 @@ fn with_stripe_the_card_field_comes_from_stripe_js_and_nothing_else_is_fetched()
     browser.wait_for_text("Stripe.js could not be loaded.");
     assert!(!browser.has("#token"));
     assert!(browser.has("#card-element"));
+    // Real charges: no test-mode notice (the card field shows that the app has the
+    // payments config the notice follows).
+    assert_no_test_mode(&browser);
     let scripts: Value = browser
         .execute("return Array.from(document.scripts).map(s => s.src).filter(s => s.length > 0)");
     assert_eq!(scripts, json!(["https://js.stripe.com/v3/"]));
     assert!(stripe.charges().is_empty());
+}
+
+#[test]
+fn without_a_payment_provider_the_order_page_says_so_and_claims_no_test_mode() {
+    // Stripe named, and no secret key: payments refuse every payment.
+    let app = spawn_with(Runtime::Host, 900, |app| {
+        app.variable("payment_provider", "stripe")
+            .variable("stripe_publishable_key", "pk_test_browser")
+    });
+    let seller = app.signed_up("seller");
+    let ticket = seller.sell("Nobody pays tonight", 30.0);
+
+    let browser = buyer_ordering(&app, "unconfigured", &ticket);
+    browser.wait_for_text("Payments are not available: no payment provider is configured.");
+    assert!(!browser.has("form.pay"), "no form that can only fail");
+    assert!(!browser.has("#card-element"));
+    assert_no_test_mode(&browser);
 }

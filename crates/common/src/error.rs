@@ -30,6 +30,9 @@ pub enum ApiError {
     NotFound,
     /// 413: a body over 64 KiB.
     PayloadTooLarge,
+    /// 503: the service cannot do this until it is set up (payments without a
+    /// provider); the message says what, the log says why.
+    Unavailable(String),
     /// 500: storage down or a bug. The detail goes to the log, never to the client.
     Internal(anyhow::Error),
 }
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::NotFound => 404,
             ApiError::PayloadTooLarge => 413,
             ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
         }
     }
 
@@ -52,7 +56,7 @@ impl ApiError {
         };
         let errors = match self {
             ApiError::Validation(entries) => entries.clone(),
-            ApiError::BadRequest(text) => vec![message(text)],
+            ApiError::BadRequest(text) | ApiError::Unavailable(text) => vec![message(text)],
             ApiError::NotAuthorized => vec![message("Not authorized")],
             ApiError::NotFound => vec![message("Not Found")],
             ApiError::PayloadTooLarge => vec![message("Request body is too large")],
@@ -137,6 +141,11 @@ mod tests {
             (ApiError::NotAuthorized, 401, "Not authorized"),
             (ApiError::NotFound, 404, "Not Found"),
             (ApiError::PayloadTooLarge, 413, "Request body is too large"),
+            (
+                ApiError::Unavailable("Payments are not configured".into()),
+                503,
+                "Payments are not configured",
+            ),
         ];
         for (err, status, message) in cases {
             assert_eq!(err.status(), status);

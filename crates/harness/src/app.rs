@@ -56,6 +56,13 @@ impl AppBuilder {
         self
     }
 
+    /// Leaves `name` to the manifest's default: for the variables the harness gives
+    /// unless told otherwise (`payment_provider`).
+    pub fn without_variable(mut self, name: &str) -> AppBuilder {
+        self.variables.remove(name);
+        self
+    }
+
     /// Gives the app this Redis (as the `redis_url` variable); the app owns it.
     pub fn with_redis(self, redis: Redis) -> AppBuilder {
         let url = redis.url();
@@ -241,11 +248,15 @@ pub struct App {
 }
 
 impl App {
+    /// An app of `manifest`, with the variables every local run has unless the test
+    /// says otherwise: `payment_provider = "sandbox"`, as `cargo xtask up` chooses it
+    /// (the manifest's default, Stripe, would refuse payments without a key). Variables
+    /// of the test's own environment never reach the app.
     pub fn builder(manifest: impl Into<PathBuf>) -> AppBuilder {
         AppBuilder {
             manifest: manifest.into(),
             runtime: Runtime::Host,
-            variables: BTreeMap::new(),
+            variables: BTreeMap::from([("payment_provider".to_owned(), "sandbox".to_owned())]),
             redis: None,
             runtime_config_extra: String::new(),
             host_cache_dir: None,

@@ -5,8 +5,8 @@ use yew::prelude::*;
 use yew_router::prelude::*;
 
 use super::{Errors, Field, Loading, field_error};
-use crate::api::{self, ApiError, Order, PaymentsConfig};
-use crate::app::Route;
+use crate::api::{self, ApiError, Order};
+use crate::app::{Route, use_payments};
 use crate::format;
 use crate::stripe;
 
@@ -117,21 +117,13 @@ enum Source {
 #[function_component(PayForm)]
 fn pay_form(props: &PayProps) -> Html {
     let navigator = use_navigator();
-    let config = use_state(|| None::<Result<PaymentsConfig, ApiError>>);
+    let config = use_payments().0;
     let card = use_state(|| None::<Result<stripe::Card, String>>);
     let token = use_state(|| "tok_visa".to_owned());
     let error = use_state(|| None::<ApiError>);
     let busy = use_state(|| false);
-    {
-        let config = config.clone();
-        use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                config.set(Some(api::payments_config().await));
-            });
-        });
-    }
-    let publishable_key = match &*config {
-        Some(Ok(config)) if config.provider == "stripe" => config.publishable_key.clone(),
+    let publishable_key = match &config {
+        Some(Ok(config)) if config.is_stripe() => config.publishable_key.clone(),
         _ => None,
     };
     {
@@ -195,12 +187,17 @@ fn pay_form(props: &PayProps) -> Html {
         let token = token.clone();
         Callback::from(move |value| token.set(value))
     };
-    let entry = match (&*config, &publishable_key) {
+    let entry = match (&config, &publishable_key) {
         (None, _) => return html! { <Loading /> },
         (Some(Err(err)), _) => return html! { <Errors error={Some(err.clone())} /> },
-        (Some(Ok(config)), None) if config.provider == "stripe" => {
+        (Some(Ok(config)), None) if config.is_stripe() => {
             return html! {
                 <p class="alert" role="alert">{ "Card payments are not set up: the app has no Stripe publishable key." }</p>
+            };
+        }
+        (Some(Ok(config)), None) if !config.is_sandbox() => {
+            return html! {
+                <p class="alert" role="alert">{ "Payments are not available: no payment provider is configured." }</p>
             };
         }
         (Some(Ok(_)), Some(_)) => html! {

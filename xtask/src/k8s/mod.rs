@@ -10,8 +10,11 @@
 //! - cross-references: every ConfigMap, Secret and volume claim referenced exists with
 //!   its key (Secrets the user creates are those of `secrets.example.yaml`), every
 //!   component named is in spin.toml and every one is deployed, every database a
-//!   deployed component opens is configured, every required variable is given and
-//!   every variable given is declared.
+//!   deployed component opens is configured, every required variable is given (and
+//!   `payment_provider`, whose default is no deployment's choice) and every variable
+//!   given is declared;
+//! - the offline sandbox payment provider, which moves no money, runs only in an
+//!   overlay whose directory name says it is a demo (contains `demo`).
 
 mod spinkube;
 mod tools;
@@ -27,6 +30,11 @@ use crate::{Project, build, manifest, step};
 const OVERLAYS: &str = "k8s/SpinKube/overlays";
 /// The Secrets the user creates, with the keys the manifests may reference.
 const USER_SECRETS: &str = "k8s/SpinKube/base/secrets.example.yaml";
+/// Variables every SpinApp gives although spin.toml has a default: which provider
+/// charges the cards is the deployment's choice, made in the open.
+const ALWAYS_GIVEN: &[&str] = &["payment_provider"];
+/// What an overlay's directory name holds when it may run the sandbox provider.
+const DEMO: &str = "demo";
 
 /// What SpinApp and SpinAppExecutor objects were checked against.
 pub use spinkube::Source as SpinKubeSchemas;
@@ -64,7 +72,7 @@ pub fn run(project: &Project, args: &[String]) -> Result<SpinKubeSchemas> {
             .read()
             .with_context(|| format!("kubectl kustomize {}", overlay.display()))?;
         let objects = parse_documents(&rendered)?;
-        let mut problems = check_objects(&objects, &facts);
+        let mut problems = check_objects(&name, &objects, &facts);
         let core: Vec<&Value> = objects
             .iter()
             .filter(|object| !facts.spinkube.covers(object))
@@ -212,8 +220,9 @@ impl Facts {
     }
 }
 
-/// Every check that needs no tool: CRD schemas, webhook rules, cross-references.
-fn check_objects(objects: &[Value], facts: &Facts) -> Vec<String> {
+/// Every check that needs no tool, on the objects of the overlay named `overlay` (its
+/// directory): CRD schemas, webhook rules, cross-references, the payment provider.
+fn check_objects(overlay: &str, objects: &[Value], facts: &Facts) -> Vec<String> {
     let mut problems = Vec::new();
     for object in objects {
         problems.extend(facts.spinkube.validate(object));
@@ -222,6 +231,7 @@ fn check_objects(objects: &[Value], facts: &Facts) -> Vec<String> {
     problems.extend(references(objects, facts));
     problems.extend(app_coverage(objects, facts));
     problems.extend(autoscaling(objects));
+    problems.extend(payment_provider(overlay, objects));
     problems
 }
 
@@ -445,9 +455,18 @@ fn app_coverage(objects: &[Value], facts: &Facts) -> Vec<String> {
             .filter_map(|variable| variable["name"].as_str())
             .collect();
         for (name, required) in &facts.variables {
-            if *required && !given.contains(name.as_str()) {
+            if given.contains(name.as_str()) {
+                continue;
+            }
+            if *required {
                 problems.push(format!(
                     "{}: the required variable `{name}` is not given",
+                    describe(app)
+                ));
+            } else if ALWAYS_GIVEN.contains(&name.as_str()) {
+                problems.push(format!(
+                    "{}: the variable `{name}` is not given: a deployment says which \
+                     payment provider it runs (`stripe`; `sandbox` only in a demo)",
                     describe(app)
                 ));
             }
@@ -467,6 +486,77 @@ fn app_coverage(objects: &[Value], facts: &Facts) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The sandbox payment provider takes Stripe's test tokens and moves no money: a
+/// SpinApp may run it only in an overlay whose directory name contains `demo`. So that
+/// this holds, `payment_provider` must be visible here (a value, or a ConfigMap key of
+/// the overlay) and be one payments knows. Its absence is `app_coverage`'s, a missing
+/// ConfigMap `references`'.
+fn payment_provider(overlay: &str, objects: &[Value]) -> Vec<String> {
+    let is_demo = overlay.to_ascii_lowercase().contains(DEMO);
+    let mut problems = Vec::new();
+    for app in of_kind(objects, "SpinApp") {
+        let Some(variable) = app["spec"]["variables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|variable| variable["name"] == "payment_provider")
+        else {
+            continue;
+        };
+        let value = match variable_value(variable, objects) {
+            Ok(Some(value)) => value,
+            Ok(None) => continue,
+            Err(problem) => {
+                problems.push(format!("{}: `payment_provider` {problem}", describe(app)));
+                continue;
+            }
+        };
+        match value.trim() {
+            "stripe" => {}
+            "sandbox" if is_demo => {}
+            "sandbox" => problems.push(format!(
+                "{}: runs the sandbox payment provider (`payment_provider` is `sandbox`), \
+                 which marks orders paid and charges nothing: only an overlay whose \
+                 directory name contains `{DEMO}` may (this one is `{overlay}`)",
+                describe(app)
+            )),
+            // Not repeated: it may be a key pasted into the wrong place.
+            _ => problems.push(format!(
+                "{}: `payment_provider` is neither `stripe` nor `sandbox`: payments would \
+                 refuse every payment",
+                describe(app)
+            )),
+        }
+    }
+    problems
+}
+
+/// The value a SpinApp variable resolves to: its `value`, or its ConfigMap key in
+/// `objects` (`None` when that does not exist: `references` reports it). `Err` says
+/// why the value is out of this check's sight.
+fn variable_value(variable: &Value, objects: &[Value]) -> Result<Option<String>, String> {
+    if let Some(value) = variable["value"].as_str() {
+        return Ok(Some(value.to_owned()));
+    }
+    let from = &variable["valueFrom"];
+    if from["configMapKeyRef"].is_object() {
+        let reference = &from["configMapKeyRef"];
+        let key = reference["key"].as_str().unwrap_or("");
+        return Ok(of_kind(objects, "ConfigMap")
+            .find(|map| reference["name"] == name_of(map))
+            .and_then(|map| map["data"][key].as_str())
+            .map(str::to_owned));
+    }
+    if from["secretKeyRef"].is_object() {
+        return Err(
+            "comes from a Secret, which this check cannot read: give it as a \
+                    `value` or from a ConfigMap (it is not secret)"
+                .to_owned(),
+        );
+    }
+    Err("has neither a `value` nor a ConfigMap key".to_owned())
 }
 
 /// Core kinds against Kubernetes' schemas, strictly; one message per failure.
@@ -545,6 +635,22 @@ mod tests {
     /// each schema at hand: the project's, and SpinKube's CRDs where `SPINKUBE_CRDS`
     /// names them (as in CI). Every rule must hold with both.
     fn problems_with(change: impl Fn(&mut Value)) -> Vec<(String, Vec<String>)> {
+        overlay_problems("default", |objects| {
+            change(
+                objects
+                    .iter_mut()
+                    .find(|object| object["kind"] == "SpinApp")
+                    .unwrap(),
+            )
+        })
+    }
+
+    /// The same, with the default overlay's objects changed by `change` and its
+    /// directory named `overlay`.
+    fn overlay_problems(
+        overlay: &str,
+        change: impl Fn(&mut Vec<Value>),
+    ) -> Vec<(String, Vec<String>)> {
         let mut sources = vec![spinkube::Source::Project];
         if let Ok(crds @ spinkube::Source::Crds(_)) = spinkube::Source::choose(&[]) {
             sources.push(crds);
@@ -556,12 +662,8 @@ mod tests {
                 let schemas = spinkube::Schemas::load(source).unwrap();
                 let facts = Facts::load(&root(), schemas).unwrap();
                 let mut objects = default_overlay();
-                let app = objects
-                    .iter_mut()
-                    .find(|object| object["kind"] == "SpinApp")
-                    .unwrap();
-                change(app);
-                (label, check_objects(&objects, &facts))
+                change(&mut objects);
+                (label, check_objects(overlay, &objects, &facts))
             })
             .collect()
     }
@@ -573,6 +675,89 @@ mod tests {
                 "with {schemas}, no problem mentions {text:?}: {problems:#?}"
             );
         }
+    }
+
+    fn assert_no_problem(problems: &[(String, Vec<String>)]) {
+        for (schemas, problems) in problems {
+            assert_eq!(problems, &Vec::<String>::new(), "with {schemas}");
+        }
+    }
+
+    /// The SpinApp's `payment_provider` entry (the overlays give one).
+    fn payment_provider_of(objects: &mut [Value]) -> &mut Value {
+        objects
+            .iter_mut()
+            .find(|object| object["kind"] == "SpinApp")
+            .and_then(|app| app["spec"]["variables"].as_array_mut())
+            .and_then(|variables| {
+                variables
+                    .iter_mut()
+                    .find(|variable| variable["name"] == "payment_provider")
+            })
+            .expect("the SpinApp gives payment_provider")
+    }
+
+    /// `ticketing-config`'s `payment_provider`, which the overlays' SpinApps read.
+    fn config_says(provider: &'static str) -> impl Fn(&mut Vec<Value>) {
+        move |objects| {
+            let config = objects
+                .iter_mut()
+                .find(|object| {
+                    object["kind"] == "ConfigMap" && name_of(object) == "ticketing-config"
+                })
+                .expect("the base has ticketing-config");
+            config["data"]["payment_provider"] = json!(provider);
+        }
+    }
+
+    #[test]
+    fn the_sandbox_runs_only_in_an_overlay_named_as_a_demo() {
+        const SANDBOX: &str = "runs the sandbox payment provider";
+        // Through the ConfigMap key the overlays read, and through a literal value.
+        let literal = |objects: &mut Vec<Value>| {
+            *payment_provider_of(objects) = json!({"name": "payment_provider", "value": "sandbox"});
+        };
+        assert_one_problem_mentions(
+            &overlay_problems("default", config_says("sandbox")),
+            SANDBOX,
+        );
+        assert_one_problem_mentions(&overlay_problems("default", literal), SANDBOX);
+        assert_one_problem_mentions(
+            &overlay_problems("staging", literal),
+            "this one is `staging`",
+        );
+        assert_no_problem(&overlay_problems("demo", config_says("sandbox")));
+        assert_no_problem(&overlay_problems("trade-show-demo", literal));
+        // Stripe, anywhere.
+        assert_no_problem(&overlay_problems("default", config_says("stripe")));
+    }
+
+    #[test]
+    fn the_payment_provider_is_given_known_and_visible() {
+        let problems = problems_with(|app| {
+            app["spec"]["variables"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|variable| variable["name"] != "payment_provider");
+        });
+        assert_one_problem_mentions(&problems, "the variable `payment_provider` is not given");
+        for overlay in ["default", "demo"] {
+            let problems = overlay_problems(overlay, config_says("sk_live_pasted_here"));
+            assert_one_problem_mentions(&problems, "neither `stripe` nor `sandbox`");
+            for (_, problems) in &problems {
+                assert!(
+                    problems.iter().all(|problem| !problem.contains("sk_live")),
+                    "{problems:?}"
+                );
+            }
+        }
+        let problems = overlay_problems("default", |objects| {
+            *payment_provider_of(objects) = json!({
+                "name": "payment_provider",
+                "valueFrom": {"secretKeyRef": {"name": "ticketing-secrets", "key": "jwt_key"}}
+            });
+        });
+        assert_one_problem_mentions(&problems, "comes from a Secret");
     }
 
     #[test]

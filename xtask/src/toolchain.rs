@@ -3,7 +3,7 @@
 //! Where rustup has the `wasm32-wasip1` and `wasm32-unknown-unknown` targets, plain
 //! `cargo` does everything. Otherwise
 //! (no internet to download the target) Debian's `rustc-web` toolchain builds the wasm
-//! standard library from its own sources (DESIGN.md, "The wasm toolchain here"). Then
+//! standard library from its own sources (README.md, "What setup installs"). Then
 //! every cargo command, native ones included, uses Debian's toolchain: one compiler
 //! for one target directory, so nothing is rebuilt when switching between commands.
 

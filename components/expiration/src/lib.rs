@@ -1,4 +1,5 @@
-//! expiration: orders expire on time, without cron (DESIGN.md, "Expiry without cron").
+//! expiration: orders expire on time, without cron (ARCHITECTURE.md, "Expiry without
+//! cron").
 //! It keeps each order's `expiresAt` from `order:created`; a sweep publishes
 //! `expiration:complete` for every expiry that is due and arms a Redis alarm for the
 //! next one. Sweeps run on every wake: the alarm ringing, an `order:created` doorbell,

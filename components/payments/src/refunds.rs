@@ -1,6 +1,6 @@
 //! Giving back the charge of a paid order that was cancelled anyway (a race at the
 //! deadline, or with the buyer's cancel): after the transaction that found it due, on
-//! every doorbell and on the HTTP catch-up, until the provider confirms.
+//! every doorbell and every tick of the bus, until the provider confirms.
 
 use std::time::Instant;
 

@@ -1,5 +1,5 @@
-//! events: the event bus every service uses (DESIGN.md, "Events"; ARCHITECTURE.md,
-//! "The event bus" says how to publish and how to listen).
+//! events: the event bus every service uses (ARCHITECTURE.md, "The event bus", says
+//! how to publish and how to listen, and what the bus guarantees).
 //!
 //! - [`contracts`]: one Rust type per event, generated from `wit/events.wit`.
 //! - Publish: [`Bus::transaction`] gives a [`Tx`]; [`Tx::publish`] writes the event to

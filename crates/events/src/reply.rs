@@ -1,8 +1,8 @@
 //! Reading the replies of the stream commands as Spin's `execute` returns them.
 //!
-//! Spin flattens every reply into one list and drops empty arrays (DESIGN.md, "Facts
-//! measured on real Spin"), so the nesting is gone and has to be read back from the
-//! shape of the items:
+//! Spin flattens every reply into one list and drops empty arrays (measured on Spin
+//! 3.6, and checked against the host by `host/tests/spin_compat.rs`), so the nesting is
+//! gone and has to be read back from the shape of the items:
 //! - XREADGROUP (one stream): `[stream, id, field, value, id, field, value, …]`; nothing
 //!   new: `[Nil]`.
 //! - XAUTOCLAIM: `[cursor, id, field, value, …, deleted-id, …]`; nothing: `[cursor]`.

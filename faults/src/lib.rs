@@ -13,10 +13,13 @@ pub mod handler_failures;
 pub mod race;
 pub mod redis_restart;
 pub mod secrets;
+pub mod storm;
 
 mod bus;
 mod db;
 mod manifest;
+mod mix;
+mod rng;
 mod users;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -170,6 +173,19 @@ pub const SCENARIOS: &[Scenario] = &[
                write is lost, and every committed ticket and order has its event on its \
                stream and is applied (each order's ticket reserved for it).",
         run: crash::run,
+    },
+    Scenario {
+        name: "faults under load",
+        does: "12 signed-in users do the whole mix (list, edit, order, pay with one card \
+               in ten declined, cancel, let orders expire in a 20 s window, browse) while \
+               a fault strikes every 15 s: Redis down 2 s, the host SIGKILLed and \
+               restarted, Redis back without its last second of writes, Redis down 5 s, \
+               the host killed again, Redis down 2 s. Errors stop and latency is back \
+               within 2x of before the first fault within 30 s of the last; no read fails \
+               while Redis is away; every event applied in the end, none dead, none on \
+               its stream more than 3 times; no instance shortage or database lock in \
+               the host's log.",
+        run: storm::run,
     },
     Scenario {
         name: "secrets",

@@ -124,7 +124,8 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "100 rounds of 10 buyers ordering one ticket at the same instant; then 20 \
                of the orders paid from 10 tabs at once (Stripe stand-in). One winner per \
                ticket in the answers and in orders' and tickets' databases; one charge \
-               per order at the provider and in payments' database.",
+               per order at the provider and in payments' database; no event in \
+               `events:dead`.",
         run: race::run,
     },
     Scenario {

@@ -167,9 +167,13 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "crash safety",
         does: "The host is killed with SIGKILL during writes by 4 users (sign-ups, \
                listings, orders) and started again on the same files, 5 times. Every \
-               database passes `PRAGMA integrity_check` after each kill, no acknowledged \
-               write is lost, and every committed ticket and order has its event on its \
-               stream and is applied (each order's ticket reserved for it).",
+               database passes `PRAGMA integrity_check` after each kill; no acknowledged \
+               write is lost (each sign-up's user by its id and email, each listing and \
+               order by its id); every committed ticket and order has its event on its \
+               stream and is applied by every consumer group of that subject (the event's \
+               id in the consumer's `inbox` and its row in the consumer's tables: orders \
+               for tickets; tickets, payments and expiration for orders); no event in \
+               `events:dead`.",
         run: crash::run,
     },
     Scenario {

@@ -133,7 +133,8 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "tickets' listener (the `tickets-events` component, a process of its own) \
                is stopped for 30 s while 1,000 orders are created, then started again. \
                Every ticket ends reserved by its order exactly once (tickets' database, \
-               and one reserving `ticket:updated` per ticket on the stream).",
+               and exactly one `ticket:updated` per ticket on the stream reserving it for \
+               its order); no event in `events:dead`.",
         run: consumer_down::run,
     },
     Scenario {

@@ -142,8 +142,11 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "4 users browse, order, pay and list while `redis-server` (append-only \
                file on) is stopped for 5 s and started again. Every request answers \
                2xx/4xx, or 500 and then 2xx/4xx on retry; every order reaches tickets, \
-               payments and expiration, every payment orders; every outbox is relayed; \
-               every Redis trigger subscribes again.",
+               payments and expiration, every payment orders; every acknowledged listing \
+               is stored exactly once and reaches orders (tickets counted by title and \
+               seller against the 201s, so a retried request that wrote a second ticket \
+               shows); every outbox is relayed; no event in `events:dead`; every Redis \
+               trigger subscribes again.",
         run: redis_restart::run,
     },
     Scenario {

@@ -163,8 +163,11 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "10,000 generated requests over every route: broken, mistyped and deeply \
                nested JSON, bodies over 64 KiB, huge and exotic Unicode strings, bad \
                ids and paths, bad cookies, tampered, re-signed, expired and `alg: none` \
-               JWTs. No 500, no panic or trap, every API error in API.md's format, and \
-               no database changed by a refused request (SQLite's `data_version`).",
+               JWTs. No 5xx (a 503 only where API.md documents it: `POST /api/payments` \
+               when payments are not configured, with exactly its body), no panic or \
+               trap, every API error in API.md's format, no database changed by a \
+               refused request (SQLite's `data_version`, then a digest of the content), \
+               and no event in `events:dead`.",
         run: bad_input::run,
     },
     Scenario {

@@ -169,7 +169,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         .collect();
     report.figures = format!(
         "{requests} generated malformed requests over {} routes (seed {seed}): {}; \
-         {server_errors} answers of 5xx (but API.md's 503), {unanswered} unanswered, \
+         {server_errors} answers of 5xx (other than API.md's 503), {unanswered} unanswered, \
          {panics} panics, \
          {changed_by_refusal} refused requests that changed a database ({written_back} wrote \
          and restored one, as a declined charge does), {bad_bodies} error \

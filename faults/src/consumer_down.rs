@@ -188,8 +188,8 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.figures = format!(
         "tickets' listener down for {:.0} s while {} orders were created (in {:.1} s); \
          back, it applied the backlog in {:.1} s: {} tickets reserved, {lost} lost, \
-         {twice} applied twice; {} reserving ticket:updated, {unpublished} tickets without \
-         theirs; {dead} events dead-lettered",
+         {twice} applied twice; {} reserving ticket:updated on the stream, {unpublished} \
+         reserved tickets without theirs; {dead} events dead-lettered",
         down_took.as_secs_f64(),
         orders.len(),
         ordering_took.as_secs_f64(),

@@ -243,9 +243,9 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
          {} sign-ups, {} listings, {} orders); after each, {} of {} databases passed \
          integrity_check; {unrelayed_at_kills} events committed but not yet relayed at the \
          kills, {without_event} committed changes ({} tickets, {} orders) without their \
-         event in the end, {unapplied} not applied by every consumer (orders; tickets, \
-         payments and expiration), {dead} events dead-lettered; {lost} acknowledged writes \
-         lost",
+         event in the end, {unapplied} not applied by every consumer (orders of \
+         tickets; tickets, payments and expiration of orders), {dead} events \
+         dead-lettered; {lost} acknowledged writes lost",
         acknowledged.users.len() + acknowledged.tickets.len() + acknowledged.orders.len(),
         acknowledged.users.len(),
         acknowledged.tickets.len(),

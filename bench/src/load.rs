@@ -1,5 +1,7 @@
 //! A closed-loop load generator: N keep-alive HTTP/1.1 connections, each sending its
-//! next request as soon as the previous answer is read; latencies of every answer.
+//! next request as soon as the previous answer is read; latencies of every answer, and
+//! every request that got no successful answer (a refused or broken connection
+//! included) as an error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,6 +174,9 @@ struct Measured {
     last_answer: Instant,
 }
 
+/// One client connection's loop. A request that fails, or whose connection cannot be
+/// made or breaks, counts as an error, and the next request goes out on a new
+/// connection: a server that drops connections shows errors, not fewer requests.
 async fn connection(
     base: hyper::Uri,
     requests: Requests,
@@ -179,19 +184,22 @@ async fn connection(
     window: Window,
 ) -> Result<Measured> {
     let authority = base.authority().context("a URL with a host")?.to_string();
-    let stream = tokio::net::TcpStream::connect(&authority).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(driver);
     let mut measured = Measured {
         latencies: Vec::new(),
         errors: 0,
         last_answer: window.counted_from,
     };
+    let mut sender: Option<Sender> = None;
     loop {
-        let sent = Instant::now();
-        if sent >= window.until {
+        if Instant::now() >= window.until {
             break;
+        }
+        // A connection the server closed after its last answer lost nothing: the next
+        // request opens another.
+        if let Some(open) = sender.as_mut()
+            && open.ready().await.is_err()
+        {
+            sender = None;
         }
         let Some(spec) = requests.next() else {
             break;
@@ -207,12 +215,28 @@ async fn connection(
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = request.body(Full::new(spec.body.clone().unwrap_or_default()))?;
-        let ok = match sender.send_request(request).await {
-            Ok(response) => {
-                let is_success = response.status().is_success();
-                response.into_body().collect().await.is_ok() && is_success
+        let sent = Instant::now();
+        let answer = match sender.as_mut() {
+            Some(open) => Ok(open),
+            None => connect(&authority).await.map(|open| sender.insert(open)),
+        };
+        let ok = match answer {
+            Ok(open) => match open.send_request(request).await {
+                Ok(response) => {
+                    let is_success = response.status().is_success();
+                    response.into_body().collect().await.is_ok() && is_success
+                }
+                Err(_) => {
+                    // Broken mid-request: the next request reconnects.
+                    sender = None;
+                    false
+                }
+            },
+            Err(_) => {
+                // Refused: wait a moment rather than spin, then try again.
+                tokio::time::sleep(RECONNECT_AFTER).await;
+                false
             }
-            Err(_) => false,
         };
         if sent >= window.counted_from {
             measured.last_answer = Instant::now();
@@ -222,11 +246,22 @@ async fn connection(
                 measured.errors += 1;
             }
         }
-        if !ok && sender.ready().await.is_err() {
-            break;
-        }
     }
     Ok(measured)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How long a connection waits after the server refused it.
+const RECONNECT_AFTER: Duration = Duration::from_millis(10);
+
+/// A new keep-alive HTTP/1.1 connection to `authority`.
+async fn connect(authority: &str) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(driver);
+    Ok(sender)
 }
 
 impl Summary {
@@ -249,4 +284,75 @@ pub fn percentile<T: Copy>(sorted: &[T], percent: f64) -> Option<T> {
     let last = sorted.len().checked_sub(1)?;
     let rank = ((percent / 100.0) * last as f64).round() as usize;
     Some(sorted[rank.min(last)])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Reads one request without a body (up to its blank line); `false` at the end.
+    fn read_request(socket: &mut TcpStream) -> bool {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            match socket.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A server (on a thread of its own) that answers the first request of each
+    /// connection, then reads the second and closes the connection without answering.
+    fn dropping_every_second_request() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                if read_request(&mut socket) {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = socket.write_all(answer);
+                    read_request(&mut socket);
+                }
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_counts_an_error_and_the_load_goes_on() {
+        let base = dropping_every_second_request();
+        let pool = Pool::once(vec![Request::get("/"); 20]);
+        let summary = Load::new(&base, 1, Requests::Pool(pool))
+            .run(Duration::ZERO, Duration::from_secs(30))
+            .await
+            .expect("the load runs");
+        assert_eq!(
+            (summary.latencies.len(), summary.errors),
+            (10, 10),
+            "every request answered or counted as an error"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_counts_errors_and_is_tried_again() {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("an address").port()
+        };
+        let summary = Load::new(
+            &format!("http://127.0.0.1:{port}"),
+            2,
+            Requests::Same(Request::get("/")),
+        )
+        .run(Duration::ZERO, Duration::from_millis(300))
+        .await
+        .expect("a server that refuses is measured, not a failed run");
+        assert!(summary.latencies.is_empty());
+        assert!(summary.errors >= 2, "{} errors", summary.errors);
+    }
 }

@@ -362,8 +362,9 @@ fn header(text: &mut String) {
         "`cargo xtask bench`, {} on {}; commit {}. Everything on 127.0.0.1; the load \
          generator shares the machine with the servers. Each figure: {} ms of warm-up, then \
          {} s of closed-loop load on keep-alive connections (each sends its next request \
-         when the answer is in). The app runs on the project's host (release), with its \
-         real Redis and SQLite files.",
+         when the answer is in); errors are the requests without a 2xx answer, a refused \
+         or broken connection included (the next request opens a new one). The app runs \
+         on the project's host (release), with its real Redis and SQLite files.",
         date(),
         machine(),
         commit(),

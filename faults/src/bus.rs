@@ -1,10 +1,13 @@
-//! The event bus seen from Redis: the envelopes on a stream, and waiting until every
-//! service has applied everything published so far.
+//! The event bus seen from Redis: the envelopes on a stream, waiting until every
+//! service has applied everything published so far, and the dead letters.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::{App, Redis};
 use serde_json::Value;
+
+use crate::Report;
 
 /// Who consumes each subject (API.md, Events).
 pub const CONSUMERS: &[(&str, &[&str])] = &[
@@ -54,4 +57,49 @@ pub fn settle(app: &App, redis: &Redis, within: Duration) -> bool {
         app.get("/api/expiration/health");
         behind(redis).is_empty()
     })
+}
+
+/// The dead letters a scenario starts with. A group that gave up on an event acks it
+/// (after moving it to `events:dead`), so [`behind`] and [`settle`] count it as caught
+/// up: every scenario but *handler failures* checks that `events:dead` gained nothing.
+pub struct DeadLetters {
+    before: BTreeSet<String>,
+}
+
+impl DeadLetters {
+    pub fn watch(redis: &Redis) -> DeadLetters {
+        DeadLetters {
+            before: redis.dead_letters().into_iter().map(|(id, _)| id).collect(),
+        }
+    }
+
+    /// How many events went to `events:dead` since [`DeadLetters::watch`]; a failure
+    /// of `report` (naming the first: its group, stream and error) unless none.
+    pub fn check(&self, redis: &Redis, report: &mut Report) -> usize {
+        let gained: Vec<Vec<(String, String)>> = redis
+            .dead_letters()
+            .into_iter()
+            .filter(|(id, _)| !self.before.contains(id))
+            .map(|(_, fields)| fields)
+            .collect();
+        report.check(gained.is_empty(), || {
+            let field = |name: &str| {
+                gained[0]
+                    .iter()
+                    .find(|(field, _)| field == name)
+                    .map_or("?", |(_, value)| value.as_str())
+                    .to_owned()
+            };
+            format!(
+                "{} events dead-lettered (events:dead), first: group {} on {} after {} \
+                 deliveries: {}",
+                gained.len(),
+                field("group"),
+                field("stream"),
+                field("deliveries"),
+                field("error")
+            )
+        });
+        gained.len()
+    }
 }

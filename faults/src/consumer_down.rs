@@ -1,7 +1,8 @@
 //! Consumer down: tickets' listener (its `tickets-events` component, the pod of that
 //! role on a cluster) is stopped while buyers order every ticket. Its doorbells ring
 //! for nobody; the events wait on their stream in tickets' consumer group. Once it is
-//! back, every ticket must be reserved by its order exactly once.
+//! back, every ticket must be reserved by its order exactly once, with exactly one
+//! reserving `ticket:updated` on the stream, and no event given up on.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -30,6 +31,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         .variable("event_ack_wait_ms", "1000")
         .variable("order_expiration_seconds", "900")
         .start();
+    let dead_letters = bus::DeadLetters::watch(app.redis());
     let mut listener = app.start_replica_from(&listener_part.path);
     app.redis().wait_for_subscribers("order:created", 2);
     app.redis().wait_for_subscribers("ticket:created", 1);
@@ -136,14 +138,33 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         .iter()
         .filter(|(ticket, order)| reserved.get(*ticket) != Some(*order))
         .count();
-    let mut reservations: BTreeMap<String, usize> = BTreeMap::new();
+    // The orders each ticket was reserved for on the stream, in publishing order.
+    let mut reservations: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for envelope in bus::envelopes(app.redis(), "ticket:updated") {
-        if envelope["data"]["orderId"].is_string() {
-            let ticket = envelope["data"]["id"].as_str().unwrap_or_default();
-            *reservations.entry(ticket.to_owned()).or_default() += 1;
+        if let (Some(ticket), Some(order)) = (
+            envelope["data"]["id"].as_str(),
+            envelope["data"]["orderId"].as_str(),
+        ) {
+            reservations
+                .entry(ticket.to_owned())
+                .or_default()
+                .push(order.to_owned());
         }
     }
-    let twice = reservations.values().filter(|count| **count > 1).count()
+    // Exactly one reserving `ticket:updated` per ordered ticket, for its order: none is a
+    // reservation orders never hears of, two a reservation applied twice.
+    let unpublished = orders
+        .iter()
+        .filter(|(ticket, order)| {
+            !reservations
+                .get(*ticket)
+                .is_some_and(|reserved_for| reserved_for.contains(order))
+        })
+        .count();
+    let twice = reservations
+        .values()
+        .filter(|reserved_for| reserved_for.len() > 1)
+        .count()
         + usize::try_from(db::count(
             &app,
             "tickets",
@@ -153,9 +174,13 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(lost == 0, || {
         format!("{lost} orders' tickets not reserved for them")
     });
+    report.check(unpublished == 0, || {
+        format!("{unpublished} reserved tickets without a reserving ticket:updated")
+    });
     report.check(twice == 0, || {
         format!("{twice} tickets reserved more than once")
     });
+    let dead = dead_letters.check(app.redis(), &mut report);
     report.check(orders.len() == count, || {
         format!("{} of {count} orders created", orders.len())
     });
@@ -163,12 +188,14 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.figures = format!(
         "tickets' listener down for {:.0} s while {} orders were created (in {:.1} s); \
          back, it applied the backlog in {:.1} s: {} tickets reserved, {lost} lost, \
-         {twice} applied twice",
+         {twice} applied twice; {} reserving ticket:updated on the stream, {unpublished} \
+         reserved tickets without theirs; {dead} events dead-lettered",
         down_took.as_secs_f64(),
         orders.len(),
         ordering_took.as_secs_f64(),
         catch_up_took.as_secs_f64(),
         reserved.len(),
+        reservations.values().map(Vec::len).sum::<usize>(),
     );
     logbook.keep(&listener);
     logbook.keep(&app);

@@ -1,9 +1,11 @@
 //! Crash safety: the host is killed with SIGKILL while users write (sign-ups, listings,
 //! orders), and started again on the same files and Redis, several times. Every
-//! database must pass `PRAGMA integrity_check`, every acknowledged write must be there,
-//! and every committed change's event must reach its stream and its consumers.
+//! database must pass `PRAGMA integrity_check`, every acknowledged write must be there
+//! (each sign-up's user by its id and email), and every committed change's event must
+//! reach its stream and be applied by each of its consumers (their `inbox`, and the
+//! row it writes), none given up on (`events:dead`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,8 +22,27 @@ const WRITERS: usize = 4;
 struct Acknowledged {
     tickets: Vec<String>,
     orders: Vec<(String, String)>,
-    users: usize,
+    /// Each acknowledged sign-up's (id, email), the writers' own included.
+    users: Vec<(String, String)>,
 }
+
+/// Where each consumer's apply of what the crash writes shows in its database (one
+/// id per row): a row there, with the event's id in that database's `inbox` (written in
+/// the same transaction), is the proof that it applied the event.
+const APPLIED: &[(&str, &str, &str)] = &[
+    ("ticket:created", "orders", "SELECT id FROM tickets"),
+    (
+        "order:created",
+        "tickets",
+        "SELECT order_id FROM tickets WHERE order_id IS NOT NULL",
+    ),
+    ("order:created", "payments", "SELECT id FROM orders"),
+    (
+        "order:created",
+        "expiration",
+        "SELECT order_id FROM expirations",
+    ),
+];
 
 pub fn run(size: Size, logbook: &Logbook) -> Report {
     let kills = size.pick(5, 1);
@@ -30,6 +51,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         app.variable("order_expiration_seconds", "900")
     });
     let mut report = Report::default();
+    let dead_letters = bus::DeadLetters::watch(app.redis());
     let acknowledged = Mutex::new(Acknowledged::default());
     let mut unrelayed_at_kills = 0;
     let mut restarted: Option<App> = None;
@@ -41,7 +63,16 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         let writers: Vec<Client> = names
             .iter()
             .map(|name| match kill {
-                0 => users::sign_up(target, name),
+                0 => {
+                    let writer = users::sign_up(target, name);
+                    let id = writer.user_id().as_str().unwrap_or_default().to_owned();
+                    acknowledged
+                        .lock()
+                        .expect("no panics while holding the acknowledgements")
+                        .users
+                        .push((id, format!("{name}@example.com")));
+                    writer
+                }
                 _ => users::sign_in(target, name),
             })
             .collect();
@@ -94,26 +125,61 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(relayed, || {
         format!("not every event relayed and applied within {WAIT:?}")
     });
-    let on_stream = |subject: &str| -> BTreeSet<String> {
+    // Each event's id by the id of what it created, from the streams.
+    let event_ids = |subject: &str| -> BTreeMap<String, String> {
         bus::envelopes(app.redis(), subject)
             .iter()
-            .filter_map(|envelope| envelope["data"]["id"].as_str().map(str::to_owned))
+            .filter_map(|envelope| {
+                let created = envelope["data"]["id"].as_str()?;
+                let event = envelope["id"].as_str()?;
+                Some((created.to_owned(), event.to_owned()))
+            })
             .collect()
     };
-    let (tickets_on_stream, orders_on_stream) =
-        (on_stream("ticket:created"), on_stream("order:created"));
     let tickets = db::strings(&last, "tickets", "SELECT id FROM tickets");
     let orders = db::pairs(&last, "orders", "SELECT id, ticket_id FROM orders");
-    let without_event = tickets
+    let order_ids: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
+    // What each subject created in its publisher's database, and those events' ids.
+    let written = [
+        ("ticket:created", &tickets, event_ids("ticket:created")),
+        ("order:created", &order_ids, event_ids("order:created")),
+    ];
+    let without_event: usize = written
         .iter()
-        .filter(|id| !tickets_on_stream.contains(*id))
-        .count()
-        + orders
-            .iter()
-            .filter(|(id, _)| !orders_on_stream.contains(id))
-            .count();
+        .map(|(_, created, events)| {
+            created
+                .iter()
+                .filter(|id| !events.contains_key(*id))
+                .count()
+        })
+        .sum();
     report.check(without_event == 0, || {
         format!("{without_event} committed changes without their event on the stream")
+    });
+    // Applied, not only acked: a group that gave up on an event acks it too.
+    let mut not_applied: BTreeMap<String, usize> = BTreeMap::new();
+    for (subject, created, events) in &written {
+        for (_, group, effects) in APPLIED.iter().filter(|(of, _, _)| of == subject) {
+            let inbox: BTreeSet<String> = db::strings(&last, group, "SELECT id FROM inbox")
+                .into_iter()
+                .collect();
+            let effects: BTreeSet<String> =
+                db::strings(&last, group, effects).into_iter().collect();
+            let missing = created
+                .iter()
+                .filter(|id| {
+                    !effects.contains(*id)
+                        || !events.get(*id).is_some_and(|event| inbox.contains(event))
+                })
+                .count();
+            if missing > 0 {
+                not_applied.insert(format!("{subject} by {group}"), missing);
+            }
+        }
+    }
+    let unapplied: usize = not_applied.values().sum();
+    report.check(unapplied == 0, || {
+        format!("committed changes whose event was not applied: {not_applied:?}")
     });
     let reserved: BTreeSet<(String, String)> = db::pairs(
         &last,
@@ -133,6 +199,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             reserved.len()
         )
     });
+    let dead = dead_letters.check(app.redis(), &mut report);
 
     // Nothing acknowledged is lost.
     let acknowledged = acknowledged
@@ -150,12 +217,17 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             .iter()
             .filter(|order| !stored_orders.contains(order))
             .count();
-    let stored_users = db::count(&last, "auth", "SELECT count(*) FROM users");
+    // By identity: a lost sign-up must not hide behind one that committed unanswered.
+    let stored_users: BTreeSet<(String, String)> =
+        db::pairs(&last, "auth", "SELECT id, email FROM users")
+            .into_iter()
+            .collect();
     let lost = lost
-        + usize::try_from(
-            i64::try_from(acknowledged.users + WRITERS).unwrap_or(i64::MAX) - stored_users,
-        )
-        .unwrap_or(0);
+        + acknowledged
+            .users
+            .iter()
+            .filter(|user| !stored_users.contains(*user))
+            .count();
     report.check(lost == 0, || format!("{lost} acknowledged writes lost"));
     let final_check: Vec<String> = db::DATABASES
         .iter()
@@ -171,9 +243,11 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
          {} sign-ups, {} listings, {} orders); after each, {} of {} databases passed \
          integrity_check; {unrelayed_at_kills} events committed but not yet relayed at the \
          kills, {without_event} committed changes ({} tickets, {} orders) without their \
-         event in the end; {lost} acknowledged writes lost",
-        acknowledged.users + acknowledged.tickets.len() + acknowledged.orders.len(),
-        acknowledged.users,
+         event in the end, {unapplied} not applied by every consumer (orders of \
+         tickets; tickets, payments and expiration of orders), {dead} events \
+         dead-lettered; {lost} acknowledged writes lost",
+        acknowledged.users.len() + acknowledged.tickets.len() + acknowledged.orders.len(),
+        acknowledged.users.len(),
         acknowledged.tickets.len(),
         acknowledged.orders.len(),
         db::DATABASES.len() - final_check.len(),
@@ -234,11 +308,39 @@ fn write(
         let signup = json!({"email": format!("{name}@example.com"), "password": users::password()});
         // Through the writer's client: its session becomes the newcomer's, which is as
         // good for the writes that follow.
-        if let Ok((201, _)) = try_send(writer, Method::POST, "/api/users/signup", Some(&signup)) {
+        if let Ok((201, user)) = try_send(writer, Method::POST, "/api/users/signup", Some(&signup))
+        {
+            let id = user["id"].as_str().unwrap_or_default().to_owned();
+            let email = user["email"].as_str().unwrap_or_default().to_owned();
             acknowledged
                 .lock()
                 .expect("no panics while holding the acknowledgements")
-                .users += 1;
+                .users
+                .push((id, email));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every consumer of what the crash writes has its apply checked.
+    #[test]
+    fn every_consumer_of_tickets_and_orders_is_checked() {
+        for subject in ["ticket:created", "order:created"] {
+            let (_, groups) = bus::CONSUMERS
+                .iter()
+                .find(|(known, _)| *known == subject)
+                .expect("a consumed subject");
+            for group in *groups {
+                assert!(
+                    APPLIED
+                        .iter()
+                        .any(|(of, by, _)| *of == subject && by == group),
+                    "{subject} by {group} is not checked"
+                );
+            }
         }
     }
 }

@@ -50,6 +50,18 @@ pub fn pairs(app: &App, database: &str, sql: &str) -> Vec<(String, String)> {
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
 }
 
+/// The first three columns of every row of `sql`, as text.
+pub fn triples(app: &App, database: &str, sql: &str) -> Vec<(String, String, String)> {
+    let connection = open(&app.sqlite_path(database));
+    let mut statement = connection
+        .prepare(sql)
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
 /// Every reserved ticket in tickets' database: (ticket id, the order holding it).
 pub fn reservations(app: &App) -> Vec<(String, String)> {
     pairs(

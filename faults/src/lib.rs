@@ -127,7 +127,8 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "100 rounds of 10 buyers ordering one ticket at the same instant; then 20 \
                of the orders paid from 10 tabs at once (Stripe stand-in). One winner per \
                ticket in the answers and in orders' and tickets' databases; one charge \
-               per order at the provider and in payments' database.",
+               per order at the provider and in payments' database; no event in \
+               `events:dead`.",
         run: race::run,
     },
     Scenario {
@@ -135,7 +136,8 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "tickets' listener (the `tickets-events` component, a process of its own) \
                is stopped for 30 s while 1,000 orders are created, then started again. \
                Every ticket ends reserved by its order exactly once (tickets' database, \
-               and one reserving `ticket:updated` per ticket on the stream).",
+               and exactly one `ticket:updated` per ticket on the stream reserving it for \
+               its order); no event in `events:dead`.",
         run: consumer_down::run,
     },
     Scenario {
@@ -143,8 +145,11 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "4 users browse, order, pay and list while `redis-server` (append-only \
                file on) is stopped for 5 s and started again. Every request answers \
                2xx/4xx, or 500 and then 2xx/4xx on retry; every order reaches tickets, \
-               payments and expiration, every payment orders; every outbox is relayed; \
-               every Redis trigger subscribes again.",
+               payments and expiration, every payment orders; every acknowledged listing \
+               is stored exactly once and reaches orders (tickets counted by title and \
+               seller against the 201s, so a retried request that wrote a second ticket \
+               shows); every outbox is relayed; no event in `events:dead`; every Redis \
+               trigger subscribes again.",
         run: redis_restart::run,
     },
     Scenario {
@@ -161,17 +166,24 @@ pub const SCENARIOS: &[Scenario] = &[
         does: "10,000 generated requests over every route: broken, mistyped and deeply \
                nested JSON, bodies over 64 KiB, huge and exotic Unicode strings, bad \
                ids and paths, bad cookies, tampered, re-signed, expired and `alg: none` \
-               JWTs. No 500, no panic or trap, every API error in API.md's format, and \
-               no database changed by a refused request (SQLite's `data_version`).",
+               JWTs. No 5xx (a 503 only where API.md documents it: `POST /api/payments` \
+               when payments are not configured, with exactly its body), no panic or \
+               trap, every API error in API.md's format, no database changed by a \
+               refused request (SQLite's `data_version`, then a digest of the content), \
+               and no event in `events:dead`.",
         run: bad_input::run,
     },
     Scenario {
         name: "crash safety",
         does: "The host is killed with SIGKILL during writes by 4 users (sign-ups, \
                listings, orders) and started again on the same files, 5 times. Every \
-               database passes `PRAGMA integrity_check` after each kill, no acknowledged \
-               write is lost, and every committed ticket and order has its event on its \
-               stream and is applied (each order's ticket reserved for it).",
+               database passes `PRAGMA integrity_check` after each kill; no acknowledged \
+               write is lost (each sign-up's user by its id and email, each listing and \
+               order by its id); every committed ticket and order has its event on its \
+               stream and is applied by every consumer group of that subject (the event's \
+               id in the consumer's `inbox` and its row in the consumer's tables: orders \
+               for tickets; tickets, payments and expiration for orders); no event in \
+               `events:dead`.",
         run: crash::run,
     },
     Scenario {

@@ -24,6 +24,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             .variable("stripe_api_base", &stripe.api_base())
     });
     let mut report = Report::default();
+    let dead_letters = bus::DeadLetters::watch(app.redis());
 
     let seller = users::sign_up(&app, "race-seller");
     let buyers: Vec<Client> = (0..RACERS)
@@ -155,11 +156,18 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         format!("payments holds {succeeded} succeeded payments for {paid} orders")
     });
 
+    // The payments' events too, before counting what was given up on.
+    report.check(bus::settle(&app, app.redis(), WAIT), || {
+        "the services did not apply every payment".to_owned()
+    });
+    let dead = dead_letters.check(app.redis(), &mut report);
+
     report.figures = format!(
         "{rounds} rounds of {RACERS} concurrent orders for one ticket: {} one winner, \
          {doubles} double reservations, {without_winner} without a winner; \
          {paid} orders paid from {RACERS} tabs at once: {} charges, {charged_twice} orders \
-         charged other than once, {refused_payments} payments refused as already paid",
+         charged other than once, {refused_payments} payments refused as already paid; \
+         {dead} events dead-lettered",
         winners.len(),
         charges.len(),
     );

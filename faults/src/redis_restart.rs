@@ -1,9 +1,11 @@
 //! Redis restart mid-load: buyers order and pay, sellers list, everyone browses, while
 //! `redis-server` (append-only file on, as deployed) is stopped and started again. Every
 //! request gets 2xx or 4xx, or a 500 that a retry turns into one of those; every event
-//! committed meanwhile reaches every service; the Redis triggers subscribe again.
+//! committed meanwhile reaches every service; every acknowledged listing is stored
+//! exactly once (a retried request wrote no second ticket) and reaches orders; no
+//! event is given up on; the Redis triggers subscribe again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +39,19 @@ struct Tally {
     longest_to_pay: Duration,
     /// The last answer to each payment that did not succeed.
     unpaid: Vec<String>,
+    /// Listings answered 201: (title, user id, ticket id). Each title is listed once.
+    listed: Vec<(String, String, String)>,
+}
+
+/// What became of the listings: acknowledged ones missing from tickets' database, extra
+/// tickets (a title stored more often than it was acknowledged: a retried request that
+/// wrote twice, or an unanswered one that wrote), and acknowledged ones orders never
+/// applied (`ticket:created`).
+#[derive(Debug, Default, PartialEq)]
+struct Listings {
+    lost: Vec<String>,
+    extra: Vec<String>,
+    not_in_orders: Vec<String>,
 }
 
 pub fn run(size: Size, logbook: &Logbook) -> Report {
@@ -46,6 +61,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         app.variable("order_expiration_seconds", "900")
     });
     let mut report = Report::default();
+    let dead_letters = bus::DeadLetters::watch(app.redis());
 
     let workers: Vec<Client> = (0..WORKERS)
         .map(|n| users::sign_up(&app, &format!("restart-user{n}")))
@@ -136,6 +152,37 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(lost.is_empty(), || {
         format!("events lost: {}", lost.join(", "))
     });
+    let listings = check_listings(
+        &tally.listed,
+        &db::triples(
+            &app,
+            "tickets",
+            "SELECT title, user_id, id FROM tickets WHERE title LIKE 'relisted %'",
+        ),
+        &db::strings(&app, "orders", "SELECT id FROM tickets"),
+    );
+    report.check(listings.lost.is_empty(), || {
+        format!(
+            "{} acknowledged listings lost: {}",
+            listings.lost.len(),
+            listings.lost.join(", ")
+        )
+    });
+    report.check(listings.extra.is_empty(), || {
+        format!(
+            "{} tickets listed more often than acknowledged: {}",
+            listings.extra.len(),
+            listings.extra.join(", ")
+        )
+    });
+    report.check(listings.not_in_orders.is_empty(), || {
+        format!(
+            "{} acknowledged listings orders never heard of: {}",
+            listings.not_in_orders.len(),
+            listings.not_in_orders.join(", ")
+        )
+    });
+    let dead = dead_letters.check(app.redis(), &mut report);
     report.check(tally.broken.is_empty(), || {
         format!(
             "{} requests without a 2xx/4xx: {}",
@@ -166,7 +213,8 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
          {} answers ({} while Redis was down): {} 2xx, {} 4xx, {} 500 (each retried to a \
          2xx/4xx), {} never answered 2xx/4xx; triggers subscribed again {:.1} s after the \
          restart; {} orders and {} payments (the longest from order to payment: {:.1} s): {} \
-         events lost",
+         events lost; {} tickets listed: {} lost, {} extra (a retry that wrote twice), {} \
+         not applied by orders; {dead} events dead-lettered",
         down_took.unwrap_or_default().as_secs_f64(),
         tally.answers,
         tally.while_down,
@@ -179,6 +227,10 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         tally.paid.len(),
         tally.longest_to_pay.as_secs_f64(),
         lost.len(),
+        tally.listed.len(),
+        listings.lost.len(),
+        listings.extra.len(),
+        listings.not_in_orders.len(),
     );
     logbook.keep(&app);
     report
@@ -233,8 +285,17 @@ fn shop_round(
         }
         tally.orders.push(order);
     }
-    let listing = json!({"title": format!("relisted {n}-{round}"), "price": 12.5});
-    let _ = call(Method::POST, "/api/tickets", Some(&listing));
+    let title = format!("relisted {n}-{round}");
+    let listing = json!({"title": title, "price": 12.5});
+    if let Some((201, ticket)) = call(Method::POST, "/api/tickets", Some(&listing)) {
+        let user = ticket["userId"].as_str().unwrap_or_default().to_owned();
+        let id = ticket["id"].as_str().unwrap_or_default().to_owned();
+        tally
+            .lock()
+            .expect("no panics while holding the tally")
+            .listed
+            .push((title, user, id));
+    }
     let _ = call(Method::GET, "/api/orders", None);
 }
 
@@ -323,4 +384,83 @@ fn lost_events(app: &harness::App, tally: &Tally) -> Vec<String> {
         }
     }
     lost
+}
+
+/// Compares the acknowledged listings (title, user, id) with the tickets stored under
+/// those titles in tickets' database (title, user, id) and the tickets orders holds.
+fn check_listings(
+    acknowledged: &[(String, String, String)],
+    stored: &[(String, String, String)],
+    in_orders: &[String],
+) -> Listings {
+    let mut by_listing: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for (title, user, id) in stored {
+        by_listing.entry((title, user)).or_default().push(id);
+    }
+    let in_orders: BTreeSet<&str> = in_orders.iter().map(String::as_str).collect();
+    let mut listings = Listings::default();
+    for (title, user, id) in acknowledged {
+        let stored = by_listing.remove(&(title.as_str(), user.as_str()));
+        let stored = stored.unwrap_or_default();
+        if !stored.contains(&id.as_str()) {
+            listings.lost.push(format!("{title} ({id})"));
+        }
+        if stored.len() > 1 {
+            listings
+                .extra
+                .push(format!("{title} stored {} times", stored.len()));
+        }
+        if !in_orders.contains(id.as_str()) {
+            listings.not_in_orders.push(format!("{title} ({id})"));
+        }
+    }
+    // Titles never acknowledged, yet stored.
+    for ((title, _), ids) in by_listing {
+        listings.extra.push(format!(
+            "{title} stored {} times, never acknowledged",
+            ids.len()
+        ));
+    }
+    listings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(title: &str, user: &str, id: &str) -> (String, String, String) {
+        (title.into(), user.into(), id.into())
+    }
+
+    #[test]
+    fn listings_stored_once_and_applied_pass() {
+        let acknowledged = [listing("relisted 0-0", "u0", "t1")];
+        let listings = check_listings(&acknowledged, &acknowledged, &["t1".into()]);
+        assert_eq!(listings, Listings::default());
+    }
+
+    #[test]
+    fn a_lost_a_doubled_and_an_unacknowledged_listing_are_each_caught() {
+        let acknowledged = [
+            listing("relisted 0-0", "u0", "t1"),
+            listing("relisted 0-1", "u0", "t2"),
+        ];
+        let stored = [
+            // t1 is gone; t2 was written twice by a retried request; 1-0 was never
+            // acknowledged.
+            listing("relisted 0-1", "u0", "t2"),
+            listing("relisted 0-1", "u0", "t3"),
+            listing("relisted 1-0", "u1", "t4"),
+        ];
+        let listings = check_listings(&acknowledged, &stored, &["t2".into()]);
+        assert_eq!(listings.lost, ["relisted 0-0 (t1)"]);
+        assert_eq!(
+            listings.extra,
+            [
+                "relisted 0-1 stored 2 times",
+                "relisted 1-0 stored 1 times, never acknowledged"
+            ]
+        );
+        assert_eq!(listings.not_in_orders, ["relisted 0-0 (t1)"]);
+    }
 }

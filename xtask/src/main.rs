@@ -52,7 +52,9 @@ cargo xtask <command>
               schemas, spin-operator's webhook rules, references; SpinKube's CRDs
               with `--crds DIR` or SPINKUBE_CRDS, else the project's schema of the
               SpinApp fields it uses, and the run says the full check was skipped)
-  events      a live tail of the event bus (`--all`: from the start; `--once`: no follow)
+  events      a live tail of the event bus (`--all`: from the start; `--once`: no follow);
+              `--dead` lists the dead letters, `--replay <id>` hands one back to its
+              consumer group (at redis_url, or SPIN_VARIABLE_REDIS_URL)
 ";
 
 fn main() -> ExitCode {

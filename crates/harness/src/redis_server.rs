@@ -106,6 +106,8 @@ impl Redis {
 
     /// Whether the consumer group `group` has acked every entry of `stream` (so the
     /// service applied them, or gave up on them): none pending, none left to read.
+    /// An entry the service gave up on is acked too, after it went to `events:dead`:
+    /// a test that means "applied" also checks [`Redis::dead_letters`].
     pub fn group_caught_up(&self, stream: &str, group: &str) -> bool {
         let mut connection = self.connection();
         let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
@@ -135,6 +137,13 @@ impl Redis {
             };
             text("name") == group && text("pending") == "0" && text("last-delivered-id") == last_id
         })
+    }
+
+    /// The entries of `events:dead`, oldest first: what a consumer group gave up on
+    /// (fields `e`, `stream`, `group`, `entry`, `deliveries`, `error`), acked and so
+    /// counted as caught up by [`Redis::group_caught_up`].
+    pub fn dead_letters(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.stream("events:dead")
     }
 
     /// Adds an entry whose single field `e` is `envelope`, as the bus writes events.

@@ -15,14 +15,12 @@ use harness::{App, Method, Redis};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use crate::rng::Rng;
 use crate::{Logbook, Report, Size, WAIT, bus, db, users};
 
 pub fn run(size: Size, logbook: &Logbook) -> Report {
     let requests = size.pick(10_000, 1_000);
-    let seed = std::env::var("FAULTS_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| u64::from_str_radix(&harness::random_hex(8), 16).unwrap_or(1));
+    let seed = Rng::seed();
     let jwt_key = harness::random_hex(32);
     let app = crate::spawn(Redis::start(), |app| app.variable("jwt_key", &jwt_key));
     let mut report = Report::default();
@@ -62,7 +60,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         "the setup did not settle".to_owned()
     });
     watch.rebase();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     let (mut unanswered, mut changed_by_refusal, mut written_back, mut bad_bodies) = (0, 0, 0, 0);
     let mut server_errors = 0;
@@ -528,31 +526,6 @@ fn value(rng: &mut Rng, targets: &Targets) -> Value {
         21 => json!(targets.order),
         22 => json!("tok_chargeDeclined"),
         _ => json!(12.5),
-    }
-}
-
-/// SplitMix64: small, seeded, good enough to spread requests over the cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("below n fits usize")
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
     }
 }
 

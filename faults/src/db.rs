@@ -62,6 +62,32 @@ pub fn triples(app: &App, database: &str, sql: &str) -> Vec<(String, String, Str
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
 }
 
+/// Every row of `sql`, each column as text (a number in decimal, NULL as "").
+pub fn table(app: &App, database: &str, sql: &str) -> Vec<Vec<String>> {
+    use rusqlite::types::ValueRef;
+    let connection = open(&app.sqlite_path(database));
+    let mut statement = connection
+        .prepare(sql)
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|column| {
+                    Ok(match row.get_ref(column)? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(number) => number.to_string(),
+                        ValueRef::Real(number) => number.to_string(),
+                        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+                        ValueRef::Blob(bytes) => format!("<{} bytes>", bytes.len()),
+                    })
+                })
+                .collect()
+        })
+        .and_then(|rows| rows.collect())
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
 /// Every reserved ticket in tickets' database: (ticket id, the order holding it).
 pub fn reservations(app: &App) -> Vec<(String, String)> {
     pairs(

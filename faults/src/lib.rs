@@ -13,6 +13,7 @@ pub mod handler_failures;
 pub mod race;
 pub mod redis_restart;
 pub mod secrets;
+pub mod soak;
 pub mod storm;
 
 mod bus;
@@ -137,7 +138,8 @@ pub const SCENARIOS: &[Scenario] = &[
                is stopped for 30 s while 1,000 orders are created, then started again. \
                Every ticket ends reserved by its order exactly once (tickets' database, \
                and exactly one `ticket:updated` per ticket on the stream reserving it for \
-               its order); no event in `events:dead`.",
+               its order); no event in `events:dead`. Nothing asks it to catch up: the \
+               bus's tick does, and the figures say how many events ticks applied.",
         run: consumer_down::run,
     },
     Scenario {
@@ -198,6 +200,21 @@ pub const SCENARIOS: &[Scenario] = &[
                its stream more than 3 times; no instance shortage or database lock in \
                the host's log.",
         run: storm::run,
+    },
+    Scenario {
+        name: "soak",
+        does: "16 signed-in users do the whole mix for 10 minutes (`--soak MINUTES`; \
+               6 users for a minute in `cargo test`), paying through the Stripe stand-in, \
+               while Redis restarts (sometimes without its last writes) and the host is \
+               SIGKILLed and restarted at random moments, every 10 to 30 s. Then an \
+               independent reconciliation of what the users were told with the \
+               databases, Redis and the stand-in: every acknowledged write exists and \
+               nothing refused does; each order's final status agrees across orders, \
+               tickets, payments and expiration, and with what its buyer was told; \
+               orders' copy of every ticket is the ticket; one charge per paid order and \
+               one refund per refunded one; every event applied by every consumer \
+               group; nothing in `events:dead`; every database passes integrity_check.",
+        run: soak::run,
     },
     Scenario {
         name: "secrets",

@@ -2,7 +2,8 @@
 //! scenario and `N passed, M failed`, and with `--out FILE` writes the figures there
 //! (docs/reliability.md). `cargo xtask faults` builds everything and runs it.
 //! `--quick` runs the reduced size of `cargo test`; `--only <scenario>` one scenario
-//! (for debugging; the secrets scenario then sees only that one's logs).
+//! (for debugging; the secrets scenario then sees only that one's logs); `--soak
+//! MINUTES` sets how long the full-size soak runs (10 minutes by default).
 
 use std::process::{Command, ExitCode};
 use std::time::{Instant, SystemTime};
@@ -16,6 +17,15 @@ fn main() -> ExitCode {
         match (arg.as_str(), args.next()) {
             ("--out", Some(file)) => out = Some(file),
             ("--only", Some(name)) => only = Some(name),
+            ("--soak", Some(minutes)) => match minutes.parse::<u64>() {
+                Ok(minutes) => {
+                    faults::soak::set_length(std::time::Duration::from_secs(minutes * 60))
+                }
+                Err(_) => {
+                    eprintln!("--soak takes a number of minutes, not `{minutes}`");
+                    return ExitCode::FAILURE;
+                }
+            },
             ("--quick", next) => {
                 size = Size::Quick;
                 if let Some(next) = next {
@@ -24,7 +34,9 @@ fn main() -> ExitCode {
                 }
             }
             _ => {
-                eprintln!("usage: faults [--out FILE] [--only SCENARIO] [--quick]");
+                eprintln!(
+                    "usage: faults [--out FILE] [--only SCENARIO] [--soak MINUTES] [--quick]"
+                );
                 return ExitCode::FAILURE;
             }
         }
@@ -122,12 +134,16 @@ fn document(outcomes: &[Outcome], summary: &str, seconds: u64) -> String {
          - Real Spin. The suite runs the project's host, which reconnects its Redis \
          triggers; Spin exits when Redis drops, and SpinKube restarts the pod (the \
          services then catch up as in *consumer down*).\n\
-         - Events committed while Redis is down wait in their service's outbox until \
-         that service's next invocation (a request, a doorbell of a subject it \
-         listens to, or its HTTP catch-up). *redis restart* pays each order the way the \
-         web app does (the order page loads the order from orders, then pays), so the \
-         wait there is about the outage; a service nobody calls after Redis returns \
-         relays later.\n\
+         - Redis without persistence. Events committed while Redis is down are relayed \
+         by the bus's tick, whose keys are armed two minutes ahead: a Redis that comes \
+         back from its append-only file (as deployed) brings them back. A Redis that \
+         lost everything has no tick until the next write or health probe (Kubernetes \
+         probes every 15 s), and an outage longer than two minutes outlasts the ticks \
+         armed before it.\n\
+         - Losing more than the last 1,000 relayed events of one service. A Redis that \
+         comes back without writes it had acknowledged is noticed by each service's \
+         relay counter, and the events above it are relayed again from the outbox, \
+         which keeps the newest 1,000 relayed rows.\n\
          - Power loss. The kills stop the process, not the machine: what reached the \
          operating system survives; SQLite's journal and `fsync`s are not exercised \
          against a lost page cache.\n",

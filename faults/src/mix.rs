@@ -78,7 +78,6 @@ pub struct TicketAck {
 pub struct OrderAck {
     pub buyer: String,
     pub ticket: String,
-    pub expires_at: String,
     /// The cancel was acknowledged (204).
     pub cancelled: bool,
     /// A cancel was sent without an answer (or with a 5xx).
@@ -175,7 +174,9 @@ impl Mix {
     }
 
     pub fn into_ledger(self) -> Ledger {
-        self.ledger.into_inner().expect("no panics while holding the ledger")
+        self.ledger
+            .into_inner()
+            .expect("no panics while holding the ledger")
     }
 
     fn is_stopped(&self) -> bool {
@@ -283,7 +284,8 @@ impl Mix {
         let title = format!("mix {} #{}", &me.id[..6.min(me.id.len())], me.listed);
         let price = price(rng);
         let body = json!({"title": title, "price": price});
-        let (answer, ticket) = self.send(http, Kind::List, Method::POST, "/api/tickets", Some(&body));
+        let (answer, ticket) =
+            self.send(http, Kind::List, Method::POST, "/api/tickets", Some(&body));
         match answer {
             Answer::Status(201) => {
                 let id = ticket["id"].as_str().unwrap_or_default().to_owned();
@@ -301,7 +303,9 @@ impl Mix {
                 me.tickets.push(id);
             }
             Answer::Status(status) if status < 500 => self.refused(Kind::List),
-            _ => lock(&self.ledger).maybe_tickets.push((me.id.clone(), title)),
+            _ => lock(&self.ledger)
+                .maybe_tickets
+                .push((me.id.clone(), title)),
         }
     }
 
@@ -338,15 +342,18 @@ impl Mix {
     fn order(&self, http: &reqwest::blocking::Client, rng: &mut Rng, me: &mut Me) {
         let ticket = {
             let market = lock(&self.market);
-            let others: Vec<&(String, String)> =
-                market.iter().filter(|(_, seller)| *seller != me.id).collect();
+            let others: Vec<&(String, String)> = market
+                .iter()
+                .filter(|(_, seller)| *seller != me.id)
+                .collect();
             if others.is_empty() {
                 return;
             }
             others[rng.below(others.len())].0.clone()
         };
         let body = json!({"ticketId": ticket});
-        let (answer, order) = self.send(http, Kind::Order, Method::POST, "/api/orders", Some(&body));
+        let (answer, order) =
+            self.send(http, Kind::Order, Method::POST, "/api/orders", Some(&body));
         match answer {
             Answer::Status(201) => {
                 let id = order["id"].as_str().unwrap_or_default().to_owned();
@@ -355,14 +362,15 @@ impl Mix {
                     OrderAck {
                         buyer: me.id.clone(),
                         ticket,
-                        expires_at: order["expiresAt"].as_str().unwrap_or_default().to_owned(),
                         ..OrderAck::default()
                     },
                 );
                 me.orders.push((id, Instant::now()));
             }
             Answer::Status(status) if status < 500 => self.refused(Kind::Order),
-            _ => lock(&self.ledger).maybe_orders.push((me.id.clone(), ticket)),
+            _ => lock(&self.ledger)
+                .maybe_orders
+                .push((me.id.clone(), ticket)),
         }
     }
 
@@ -390,7 +398,9 @@ impl Mix {
             }
             // Payments has not heard of the order yet: try again later.
             Answer::Status(404) => {}
-            Answer::Status(400) if token == "tok_chargeDeclined" && body_says(&paid, "declined") => {
+            Answer::Status(400)
+                if token == "tok_chargeDeclined" && body_says(&paid, "declined") =>
+            {
                 ack.declined += 1;
             }
             Answer::Status(status) if status < 500 => {
@@ -496,7 +506,9 @@ fn body_says(body: &Value, text: &str) -> bool {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().expect("no panics while holding the mix's state")
+    mutex
+        .lock()
+        .expect("no panics while holding the mix's state")
 }
 
 /// The requests of one stretch of time.
@@ -510,7 +522,12 @@ pub struct Window {
 }
 
 /// `requests` cut into windows of `width`, from `from` up to `until`.
-pub fn windows(requests: &[Request], from: Duration, until: Duration, width: Duration) -> Vec<Window> {
+pub fn windows(
+    requests: &[Request],
+    from: Duration,
+    until: Duration,
+    width: Duration,
+) -> Vec<Window> {
     let mut windows = Vec::new();
     let mut start = from;
     while start < until {

@@ -12,12 +12,7 @@ impl Rng {
         std::env::var("FAULTS_SEED")
             .ok()
             .and_then(|seed| seed.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|elapsed| elapsed.as_nanos() as u64)
-                    .unwrap_or(1)
-            })
+            .unwrap_or_else(|| u64::from_str_radix(&harness::random_hex(8), 16).unwrap_or(1))
     }
 
     pub fn next(&mut self) -> u64 {

@@ -67,7 +67,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     });
     let mut report = Report::default();
     let seed = Rng::seed();
-    let mix = Mix::new(&app.base_url(), window);
+    let mix = Mix::new(app.base_url(), window);
     let mut restarted: Option<App> = None;
     // When each fault started and ended, from the start of the mix.
     let mut struck: Vec<(Fault, Duration, Duration)> = Vec::new();
@@ -93,7 +93,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
                         None => app.kill(),
                     };
                     let process = app.start_replica();
-                    mix.retarget(&process.base_url());
+                    mix.retarget(process.base_url());
                     restarted = Some(process);
                 }
             }
@@ -117,7 +117,10 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     let baseline_errors = baseline.iter().filter(|request| request.is_error()).count();
     let baseline_p95 = mix::percentile(baseline.iter().map(|request| request.took), 0.95);
     report.check(baseline_errors == 0 && !baseline.is_empty(), || {
-        format!("{baseline_errors} errors in {} requests before any fault", baseline.len())
+        format!(
+            "{baseline_errors} errors in {} requests before any fault",
+            baseline.len()
+        )
     });
     let normal_p95 = (baseline_p95 * 2).max(baseline_p95 + Duration::from_millis(50));
     // Back to normal: from the first window after the last fault that is normal and
@@ -135,8 +138,9 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             after
                 .iter()
                 .map(|window| format!(
-                    "{} errors, p95 {} ms",
+                    "{} of {} failed, p95 {} ms",
                     window.errors,
+                    window.requests,
                     window.p95.as_millis()
                 ))
                 .collect::<Vec<_>>()
@@ -169,12 +173,19 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             reads_during_outages.len()
         )
     });
-    let reads_p95 = mix::percentile(reads_during_outages.iter().map(|request| request.took), 0.95);
+    let reads_p95 = mix::percentile(
+        reads_during_outages.iter().map(|request| request.took),
+        0.95,
+    );
 
     // Every event applied in the end, none dead, none relayed without bound.
     let settled = bus::settle(last, app.redis(), WAIT);
     report.check(settled, || {
-        format!("not every event applied within {} s of the end: {:?}", WAIT.as_secs(), bus::behind(app.redis()))
+        format!(
+            "not every event applied within {} s of the end: {:?}",
+            WAIT.as_secs(),
+            bus::behind(app.redis())
+        )
     });
     let dead = app.redis().stream("events:dead").len();
     report.check(dead == 0, || format!("{dead} events in events:dead"));
@@ -202,10 +213,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         lines.extend(process.logs());
     }
     let count = |text: &str| lines.iter().filter(|line| line.contains(text)).count();
-    let (out_of_instances, locked) = (
-        count("maximum concurrent"),
-        count("database is locked"),
-    );
+    let (out_of_instances, locked) = (count("maximum concurrent"), count("database is locked"));
     report.check(out_of_instances == 0 && locked == 0, || {
         format!(
             "the log says {out_of_instances} times that instances ran out, {locked} times \
@@ -228,7 +236,10 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
             .collect::<Vec<_>>()
             .join(", "),
         baseline_p95.as_millis(),
-        recovery.map_or_else(|| "never".to_owned(), |took| format!("in {} s", took.as_secs())),
+        recovery.map_or_else(
+            || "never".to_owned(),
+            |took| format!("in {} s", took.as_secs())
+        ),
         reads_during_outages.len(),
         reads_p95.as_millis(),
     );

@@ -45,7 +45,9 @@ cargo xtask <command>
   bench       the app's requests/s and latency next to a native baseline, the event
               pipeline, start-up and memory, in under 5 minutes (docs/benchmarks.md)
   faults      the fault suite: races, a consumer down, Redis restarting, failing
-              handlers, malformed input, secrets in logs, crashes (docs/reliability.md)
+              handlers, malformed input, crashes, faults under load, secrets in logs,
+              then a soak with reconciliation (`--soak MINUTES`, default 10)
+              (docs/reliability.md)
   image       the app as an OCI image (target/image/); `image --push <ref>` pushes it
               and pulls it back to check every file
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (Kubernetes
@@ -86,7 +88,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("image") => image::run(&project, &args[1..]),
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
-        Some("faults") => faults::run(&project),
+        Some("faults") => faults::run(&project, &args[1..]),
         Some("events") => events::run(&project, &args[1..]),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),

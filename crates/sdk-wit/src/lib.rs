@@ -232,11 +232,19 @@ fn copy_entry(from: &Path, to: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// This crate's manifest, as `cargo test` names it when it runs the test (the path
+    /// compiled in may be another checkout's, when two share a target directory).
+    fn this_manifest() -> PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("Cargo.toml")
+    }
+
     /// This workspace's own metadata: its components depend on spin-sdk.
     #[test]
     fn finds_the_workspace_s_spin_sdk_and_its_wit() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let manifest = this_manifest();
         let sdk = locate(&cargo, &manifest).unwrap();
         assert!(
             sdk.dir.ends_with(format!("{SDK}-{}/wit", sdk.version)),
@@ -274,7 +282,7 @@ mod tests {
     #[test]
     fn dependencies_are_copied_transitively_and_alone() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let manifest = this_manifest();
         let sdk = locate(&cargo, &manifest).unwrap();
         let dir = std::env::temp_dir().join(format!("sdk-wit-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -607,8 +607,11 @@ fn validate_core(
 mod tests {
     use super::*;
 
+    /// The checkout `cargo test` runs in (the path compiled in may be another
+    /// checkout's, when two share a target directory).
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
             .parent()
             .expect("xtask is in the workspace")
             .to_path_buf()

@@ -670,6 +670,9 @@ fn a_drain_that_meets_a_locked_database_tries_again_soon() {
         });
         holder.join().expect("the lock holder");
         assert_eq!(titles, ["before", "during-lock"]);
+        app.wait_for_log("the drain trying again", |line| {
+            line.contains("draining events:ticket:created failed, trying again in")
+        });
         assert!(
             published.elapsed() < Duration::from_secs(20),
             "applied after {:?}: not by the drain's retries",

@@ -78,12 +78,16 @@ pub struct TicketAck {
 pub struct OrderAck {
     pub buyer: String,
     pub ticket: String,
+    /// Its `expiresAt`, in milliseconds since the epoch.
+    pub expires_ms: i64,
     /// The cancel was acknowledged (204).
     pub cancelled: bool,
     /// A cancel was sent without an answer (or with a 5xx).
     pub maybe_cancelled: bool,
-    /// The payment the app acknowledged (201), by id.
+    /// The payment the app acknowledged (201), by id, and when the answer came (in
+    /// milliseconds since the epoch).
     pub payment: Option<String>,
+    pub paid_ms: i64,
     /// A payment was sent without an answer (or with a 5xx).
     pub maybe_paid: bool,
     /// Payments refused because the card was declined.
@@ -362,6 +366,10 @@ impl Mix {
                     OrderAck {
                         buyer: me.id.clone(),
                         ticket,
+                        expires_ms: order["expiresAt"]
+                            .as_str()
+                            .and_then(|at| humantime::parse_rfc3339(at).ok())
+                            .map_or(0, epoch_ms),
                         ..OrderAck::default()
                     },
                 );
@@ -394,6 +402,7 @@ impl Mix {
         match answer {
             Answer::Status(201) => {
                 ack.payment = paid["id"].as_str().map(str::to_owned);
+                ack.paid_ms = epoch_ms(std::time::SystemTime::now());
                 me.orders.remove(index);
             }
             // Payments has not heard of the order yet: try again later.
@@ -497,6 +506,14 @@ fn http_client() -> reqwest::blocking::Client {
 /// A price between 5 and 100 dollars, in cents, as a JSON number.
 fn price(rng: &mut Rng) -> f64 {
     (500 + rng.below(9_500)) as f64 / 100.0
+}
+
+/// Milliseconds since the epoch.
+pub fn epoch_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 fn body_says(body: &Value, text: &str) -> bool {

@@ -24,6 +24,10 @@ use crate::{Logbook, Report, Size, bus, db};
 const STRIPE_KEY: &str = "sk_test_of_the_soak";
 /// The payment window: unpaid orders expire within the run.
 const WINDOW: Duration = Duration::from_secs(20);
+/// A payment acknowledged this close to its order's deadline may lose the race to the
+/// expiry (the charge is then refunded): its event may wait out a fault (a Redis down
+/// for up to 3 s, the next tick 5 s later). One acknowledged earlier must complete it.
+const DEADLINE_RACE: Duration = Duration::from_secs(10);
 /// How long the app gets to settle everything after the traffic stops.
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -186,9 +190,7 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
 /// refund due, every order paid or cancelled (the last ones expire within the window).
 fn is_settled(app: &App, redis: &Redis) -> bool {
     app.get("/api/expiration/health");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let now_ms = crate::mix::epoch_ms(std::time::SystemTime::now());
     bus::behind(redis).is_empty()
         && db::WITH_OUTBOX
             .iter()
@@ -411,6 +413,19 @@ impl Discrepancies {
             let was_paid = status == "complete" || paid.iter().any(|payment| payment == "refunded");
             if ack.payment.is_some() && !was_paid {
                 self.add("acknowledged payments lost", id.clone());
+            }
+            // Refunded instead: only a payment that raced the deadline may be.
+            if ack.payment.is_some()
+                && status != "complete"
+                && ack.paid_ms < ack.expires_ms - DEADLINE_RACE.as_millis() as i64
+            {
+                self.add(
+                    "orders paid well before their deadline that did not complete",
+                    format!(
+                        "{id}: paid {} ms before expiresAt",
+                        ack.expires_ms - ack.paid_ms
+                    ),
+                );
             }
             if ack.payment.is_none() && !ack.maybe_paid && was_paid {
                 self.add("orders paid without an acknowledged payment", id.clone());

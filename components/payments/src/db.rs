@@ -133,16 +133,28 @@ pub fn insert_payment(conn: &Connection, payment: &Payment, now_ms: i64) -> Resu
     Ok(!result.rows.is_empty())
 }
 
-/// Marks a pending payment busy until `until_ms` (or, with 0, no longer busy).
-pub fn set_busy(conn: &Connection, id: &str, until_ms: i64, now_ms: i64) -> Result<(), ApiError> {
-    conn.execute(
+/// Claims a pending attempt for one sender: marks it busy until `until_ms`, unless it
+/// is busy already (a request or a wake is waiting for its answer); `false` then. One
+/// statement, so of senders racing for it one wins.
+pub fn claim(conn: &Connection, id: &str, until_ms: i64, now_ms: i64) -> Result<bool, ApiError> {
+    let result = conn.execute(
         "UPDATE payments SET busy_until_ms = ?2, updated_ms = ?3
-         WHERE id = ?1 AND status = 'pending'",
+         WHERE id = ?1 AND status = 'pending' AND busy_until_ms <= ?3 RETURNING id",
         &[
             Value::Text(id.to_owned()),
             Value::Integer(until_ms),
             Value::Integer(now_ms),
         ],
+    )?;
+    Ok(!result.rows.is_empty())
+}
+
+/// Gives up a claim: the pending attempt may be sent again at once.
+pub fn release(conn: &Connection, id: &str, now_ms: i64) -> Result<(), ApiError> {
+    conn.execute(
+        "UPDATE payments SET busy_until_ms = 0, updated_ms = ?2
+         WHERE id = ?1 AND status = 'pending'",
+        &[Value::Text(id.to_owned()), Value::Integer(now_ms)],
     )?;
     Ok(())
 }

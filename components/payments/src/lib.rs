@@ -3,6 +3,7 @@
 //! of a paid order that was cancelled anyway.
 
 mod api;
+mod charges;
 mod db;
 mod domain;
 mod events;

@@ -1,6 +1,7 @@
 //! Charging an order exactly once (ARCHITECTURE.md, "Charging exactly once"): an
 //! attempt is committed (or claimed) busy before it is sent, sent with its idempotency
-//! key, and the provider's answer recorded.
+//! key, and the provider's answer recorded. `POST /api/payments` begins and sends
+//! attempts; every wake of the bus sends again the ones whose answer was lost.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, BUS};
 use crate::domain::{self, Payment, PaymentStatus, Step};
-use crate::provider::{Charge, Failure, Provider, without_token};
+use crate::provider::{self, Charge, Failure, Provider, without_token};
 
 /// What became of an attempt once sent.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub enum Outcome {
 pub enum Sender {
     /// `POST /api/payments`.
     Buyer,
+    /// A wake of the bus, settling an attempt whose answer was lost.
+    Wake,
 }
 
 /// The attempt to send for the buyer `user_id`, committed: a new pending payment, or
@@ -115,10 +118,11 @@ pub fn send(
     };
     let by = match sender {
         Sender::Buyer => "",
+        Sender::Wake => ", abandoned, sent again by a wake",
     };
     eprintln!(
-        "payments: charge of {} cents for order {} (payment {}{by}) via {} -> {said} in \
-         {took:.1} ms: {recorded}",
+        "payments: charge of {} cents for order {} (payment {}{by}) via {} in {took:.1} ms \
+         -> {said} => {recorded}",
         payment.amount.cents(),
         payment.order_id,
         payment.id,
@@ -176,4 +180,36 @@ fn record_charge(
         })?;
         Ok(status)
     })
+}
+
+/// Sends again every attempt whose answer was lost and that nobody is sending (an
+/// invocation that died, a buyer who never retried), and records the answers; failures
+/// are logged and tried again on a later wake.
+pub fn settle_logged() {
+    if let Err(err) = db::open().and_then(|conn| settle(&conn)) {
+        eprintln!("payments: abandoned charges: {err}");
+    }
+}
+
+fn settle(conn: &Connection) -> Result<(), ApiError> {
+    let abandoned = db::abandoned(conn, ::events::now_ms())?;
+    if abandoned.is_empty() {
+        return Ok(());
+    }
+    // Without a provider they stay pending (the log says why, once an hour), and are
+    // sent once one is configured.
+    let Some(provider) = provider::configured()? else {
+        return Ok(());
+    };
+    for mut payment in abandoned {
+        if !claim(conn, &mut payment, ::events::now_ms())? {
+            continue; // a buyer's request or another wake is sending it
+        }
+        if let Outcome::Open(_) = send(conn, provider.as_ref(), &payment, Sender::Wake)? {
+            // The provider is likely down: the rest wait for a later wake instead of
+            // holding this one for a timeout each (the longest untried go first then).
+            break;
+        }
+    }
+    Ok(())
 }

@@ -49,6 +49,8 @@ pub const MIGRATIONS: Migrations = &[
         name TEXT PRIMARY KEY,
         warned_ms INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID"],
+    // 5: every wake of the bus looks for attempts whose answer was lost.
+    &["CREATE INDEX payments_pending ON payments (updated_ms) WHERE status = 'pending'"],
 ];
 
 /// payments on the event bus: its events' source, its consumer group, its database.
@@ -157,6 +159,19 @@ pub fn release(conn: &Connection, id: &str, now_ms: i64) -> Result<(), ApiError>
         &[Value::Text(id.to_owned()), Value::Integer(now_ms)],
     )?;
     Ok(())
+}
+
+/// Every pending attempt nobody is sending (its answer was lost, or its sender died),
+/// the longest untried first.
+pub fn abandoned(conn: &Connection, now_ms: i64) -> Result<Vec<Payment>, ApiError> {
+    let result = conn.execute(
+        &format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE status = 'pending' AND busy_until_ms <= ? ORDER BY updated_ms"
+        ),
+        &[Value::Integer(now_ms)],
+    )?;
+    result.rows().map(|row| payment(&row)).collect()
 }
 
 /// Records the charge of a pending payment (and forgets its token); `false` if the

@@ -49,6 +49,8 @@ pub const MIGRATIONS: Migrations = &[
         name TEXT PRIMARY KEY,
         warned_ms INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID"],
+    // 5: every wake of the bus looks for attempts whose answer was lost.
+    &["CREATE INDEX payments_pending ON payments (updated_ms) WHERE status = 'pending'"],
 ];
 
 /// payments on the event bus: its events' source, its consumer group, its database.
@@ -133,18 +135,43 @@ pub fn insert_payment(conn: &Connection, payment: &Payment, now_ms: i64) -> Resu
     Ok(!result.rows.is_empty())
 }
 
-/// Marks a pending payment busy until `until_ms` (or, with 0, no longer busy).
-pub fn set_busy(conn: &Connection, id: &str, until_ms: i64, now_ms: i64) -> Result<(), ApiError> {
-    conn.execute(
+/// Claims a pending attempt for one sender: marks it busy until `until_ms`, unless it
+/// is busy already (a request or a wake is waiting for its answer); `false` then. One
+/// statement, so of senders racing for it one wins.
+pub fn claim(conn: &Connection, id: &str, until_ms: i64, now_ms: i64) -> Result<bool, ApiError> {
+    let result = conn.execute(
         "UPDATE payments SET busy_until_ms = ?2, updated_ms = ?3
-         WHERE id = ?1 AND status = 'pending'",
+         WHERE id = ?1 AND status = 'pending' AND busy_until_ms <= ?3 RETURNING id",
         &[
             Value::Text(id.to_owned()),
             Value::Integer(until_ms),
             Value::Integer(now_ms),
         ],
     )?;
+    Ok(!result.rows.is_empty())
+}
+
+/// Gives up a claim: the pending attempt may be sent again at once.
+pub fn release(conn: &Connection, id: &str, now_ms: i64) -> Result<(), ApiError> {
+    conn.execute(
+        "UPDATE payments SET busy_until_ms = 0, updated_ms = ?2
+         WHERE id = ?1 AND status = 'pending'",
+        &[Value::Text(id.to_owned()), Value::Integer(now_ms)],
+    )?;
     Ok(())
+}
+
+/// Every pending attempt nobody is sending (its answer was lost, or its sender died),
+/// the longest untried first.
+pub fn abandoned(conn: &Connection, now_ms: i64) -> Result<Vec<Payment>, ApiError> {
+    let result = conn.execute(
+        &format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments
+             WHERE status = 'pending' AND busy_until_ms <= ? ORDER BY updated_ms"
+        ),
+        &[Value::Integer(now_ms)],
+    )?;
+    result.rows().map(|row| payment(&row)).collect()
 }
 
 /// Records the charge of a pending payment (and forgets its token); `false` if the

@@ -6,8 +6,8 @@ use common::ApiError;
 use common::price::Price;
 
 /// How long a payment is marked busy while one invocation waits for the provider: more
-/// than the longest the wait can take (connect + first byte + the body), so a second
-/// request never re-sends an attempt that is still in flight.
+/// than the longest the wait can take (connect + first byte + the body), so neither a
+/// second request nor a wake of the bus re-sends an attempt that is still in flight.
 pub const BUSY_MS: i64 = 60_000;
 
 /// An order as payments knows it, from `order:created` and `order:cancelled`.
@@ -137,6 +137,9 @@ pub fn next_step(
 
 /// What recording a charge makes of the payment: a charge for an order that was
 /// cancelled meanwhile (the deadline passed while the provider answered) is given back.
+/// Only a cancel payments has heard of counts, not `expiresAt` alone: `payment:created`
+/// is published either way, and orders completes an order it has not cancelled yet,
+/// so refunding that charge would give the ticket away.
 pub fn charged_status(order: &OrderCopy) -> PaymentStatus {
     if order.status == OrderStatus::Cancelled {
         PaymentStatus::RefundDue
@@ -252,6 +255,11 @@ mod tests {
             charged_status(&order(OrderStatus::Cancelled)),
             PaymentStatus::RefundDue
         );
+        // Past its deadline but not cancelled: orders decides (complete, or cancelled
+        // and then refunded through order:cancelled).
+        let mut late = order(OrderStatus::Created);
+        late.expires_ms = NOW - 1;
+        assert_eq!(charged_status(&late), PaymentStatus::Succeeded);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! of a paid order that was cancelled anyway.
 
 mod api;
+mod charges;
 mod db;
 mod domain;
 mod events;
@@ -19,10 +20,12 @@ pub async fn handle(req: IncomingRequest) -> Response {
     common::serve(req, &router()).await
 }
 
-/// Doorbells of `order:*`, and the bus's tick: each settles the refunds that are due.
+/// Doorbells of `order:*`, and the bus's tick: each settles the charges whose answer
+/// was lost, then the refunds that are due (a charge for a cancelled order among them).
 #[cfg_attr(target_arch = "wasm32", spin_sdk::redis_component)]
 pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
     if listener().on_message(&payload)? != Wake::Other {
+        charges::settle_logged();
         refunds::settle_logged();
     }
     Ok(())

@@ -381,21 +381,208 @@ fn a_lost_answer_gives_500_and_the_retry_completes_the_same_charge() {
         assert!(payments_published(app).is_empty());
         assert_eq!(buyer.order_now(&order)["status"], "created");
 
+        // The retry re-sends the attempt; only a wake of the bus that re-sent it first
+        // (or is sending it right now) makes it "already paid" instead.
         let reply = pay(&buyer, &order, "tok_visa");
-        assert_eq!(reply.status, 201, "{}", reply.text());
+        match reply.status {
+            201 => {}
+            400 => assert_eq!(message(&reply), "Order is already paid"),
+            _ => panic!("{}: {}", reply.status, reply.text()),
+        }
+        buyer.wait_for_order_status(&order, "complete");
         let requests = stripe.requests();
-        assert_eq!(requests.len(), 2);
-        assert_eq!(
-            requests[0].header("idempotency-key"),
-            requests[1].header("idempotency-key"),
-            "the retry re-sends the same attempt"
+        assert!(requests.len() >= 2, "{requests:?}");
+        assert!(
+            requests
+                .iter()
+                .all(|request| request.header("idempotency-key")
+                    == requests[0].header("idempotency-key")),
+            "every send is the same attempt: {requests:?}"
         );
         let charges = stripe.charges();
         assert_eq!(charges.len(), 1, "charged once");
-        assert_eq!(
-            payments_published(app)[0]["stripeId"],
-            charges[0].id.as_str()
+        let published = payments_published(app);
+        assert_eq!(published.len(), 1, "{published:?}");
+        assert_eq!(published[0]["stripeId"], charges[0].id.as_str());
+    });
+}
+
+/// Wakes payments and waits until one of its wakes, settling included, began after
+/// this call and ended: two more orders, one after the other, each applied by payments
+/// (its doorbell then settles). The Redis trigger handles one message at a time, so the
+/// second order's wake starts once the first one's has ended.
+fn payments_woken(app: &App) {
+    let someone = app.signed_up("someone");
+    for _ in 0..2 {
+        order_at(app, &someone, 5.0);
+        payments_caught_up(app, "order:created");
+    }
+}
+
+/// The charge requests the stand-in received, by idempotency key.
+fn charge_keys(stripe: &StripeStub) -> Vec<String> {
+    stripe
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v1/charges")
+        .map(|request| request.header("idempotency-key").unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn an_attempt_whose_answer_was_lost_is_recorded_by_a_wake_without_a_retry() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.lose_next_answers(1);
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 500, "{}", reply.text());
+        assert!(payments_published(app).is_empty());
+
+        // The buyer never asks again: the bus's tick (every 5 s) re-sends the attempt,
+        // Stripe replays its first answer, and the order completes.
+        buyer.wait_for_order_status(&order, "complete");
+        let keys = charge_keys(stripe);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(keys[0], keys[1], "the same attempt, with its key");
+        let order_id = order["id"].as_str().unwrap();
+        assert!(
+            keys[0].starts_with(&format!("charge-{order_id}-")),
+            "{keys:?}"
         );
+        let charges = stripe.charges();
+        assert_eq!(charges.len(), 1, "charged once");
+        let published = payments_published(app);
+        assert_eq!(published.len(), 1, "{published:?}");
+        assert_eq!(published[0]["orderId"], order_id);
+        assert_eq!(published[0]["stripeId"], charges[0].id.as_str());
+
+        // Recorded: later wakes send nothing more, and paying again is refused.
+        payments_woken(app);
+        assert_eq!(charge_keys(stripe).len(), 2);
+        assert_eq!(payments_published(app).len(), 1);
+        let again = pay(&buyer, &order, "tok_visa");
+        assert_eq!(message(&again), "Order is already paid");
+        let settled = app.wait_for_log("the wake's line", |line| {
+            line.contains(order_id) && line.contains("sent again by a wake")
+        });
+        assert!(settled.contains("succeeded"), "{settled}");
+        assert_no_secrets_logged(app);
+    });
+}
+
+#[test]
+fn an_attempt_whose_answer_was_lost_for_an_order_cancelled_meanwhile_is_refunded() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        // The buyer cancels while the charge is in flight, and its answer is lost.
+        stripe.hold_charges();
+        let reply = std::thread::scope(|scope| {
+            let payer = scope.spawn(|| pay(&buyer, &order, "tok_visa"));
+            stripe.wait_for_held_charges(1);
+            let id = order["id"].as_str().unwrap();
+            assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
+            eventually("the cancel to be published", WAIT, || {
+                (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
+            });
+            payments_caught_up(app, "order:cancelled");
+            stripe.lose_next_answers(1);
+            stripe.release_charges();
+            payer.join().unwrap()
+        });
+        assert_eq!(reply.status, 500, "{}", reply.text());
+
+        // A wake re-sends it, records the replayed charge as due back, and refunds it.
+        let refunds = eventually("the refund", WAIT, || {
+            let refunds = stripe.refunds();
+            (!refunds.is_empty()).then_some(refunds)
+        });
+        let keys = charge_keys(stripe);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(keys[0], keys[1], "the same attempt, with its key");
+        let charges = stripe.charges();
+        assert_eq!(charges.len(), 1, "charged once");
+        assert_eq!(refunds.len(), 1);
+        assert_eq!(refunds[0].charge, charges[0].id);
+        let published = payments_published(app);
+        assert_eq!(published.len(), 1, "the charge happened, and is published");
+        let payment_id = published[0]["id"].as_str().unwrap();
+        assert_eq!(
+            refunds[0].idempotency_key.as_deref(),
+            Some(format!("refund-{payment_id}").as_str())
+        );
+        eventually("orders to apply the payment", WAIT, || {
+            app.redis()
+                .group_caught_up("events:payment:created", "orders")
+                .then_some(())
+        });
+        assert_eq!(buyer.order_now(&order)["status"], "cancelled");
+        payments_woken(app);
+        assert_eq!(stripe.refunds().len(), 1, "refunded once");
+        assert_eq!(charge_keys(stripe).len(), 2);
+        assert_no_secrets_logged(app);
+    });
+}
+
+#[test]
+fn a_declined_attempt_whose_answer_was_lost_is_deleted_by_a_wake() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.lose_next_answers(1);
+        let reply = pay(&buyer, &order, "tok_chargeDeclined");
+        assert_eq!(reply.status, 500, "{}", reply.text());
+
+        // A wake re-sends it; Stripe replays the decline, and the attempt is deleted.
+        let order_id = order["id"].as_str().unwrap();
+        let settled = app.wait_for_log("the wake's line", |line| {
+            line.contains(order_id) && line.contains("sent again by a wake")
+        });
+        assert!(settled.contains("declined"), "{settled}");
+        let keys = charge_keys(stripe);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(keys[0], keys[1], "the same attempt, with its key");
+        assert!(stripe.charges().is_empty());
+        assert!(payments_published(app).is_empty());
+        assert_eq!(buyer.order_now(&order)["status"], "created");
+
+        // Deleted, so the next card is a new attempt with a new key.
+        let reply = pay(&buyer, &order, "tok_visa");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let keys = charge_keys(stripe);
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_ne!(keys[2], keys[0], "a new attempt has a new key");
+        assert_eq!(stripe.charges().len(), 1);
+        assert_eq!(payments_published(app).len(), 1);
+        assert_no_secrets_logged(app);
+    });
+}
+
+#[test]
+fn an_attempt_in_flight_is_not_sent_again_by_a_wake() {
+    with_stripe(|app, stripe| {
+        let buyer = app.signed_up("buyer");
+        let order = order_at(app, &buyer, 20.0);
+        payments_caught_up(app, "order:created");
+        stripe.hold_charges();
+        let reply = std::thread::scope(|scope| {
+            let payer = scope.spawn(|| pay(&buyer, &order, "tok_visa"));
+            stripe.wait_for_held_charges(1);
+            // Wakes come while the buyer's request waits for Stripe: they leave it be.
+            payments_woken(app);
+            let keys = charge_keys(stripe);
+            assert_eq!(keys.len(), 1, "sent while in flight: {keys:?}");
+            stripe.release_charges();
+            payer.join().unwrap()
+        });
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        assert_eq!(charge_keys(stripe).len(), 1);
+        assert_eq!(stripe.charges().len(), 1);
+        assert_eq!(payments_published(app).len(), 1);
         buyer.wait_for_order_status(&order, "complete");
     });
 }

@@ -1,0 +1,215 @@
+//! Charging an order exactly once (ARCHITECTURE.md, "Charging exactly once"): an
+//! attempt is committed (or claimed) busy before it is sent, sent with its idempotency
+//! key, and the provider's answer recorded. `POST /api/payments` begins and sends
+//! attempts; every wake of the bus sends again the ones whose answer was lost.
+
+use std::time::Instant;
+
+use ::events::PaymentCreated;
+use common::ApiError;
+use spin_sdk::sqlite::Connection;
+
+use crate::db::{self, BUS};
+use crate::domain::{self, Payment, PaymentStatus, Step};
+use crate::provider::{self, Charge, Failure, Provider, without_token};
+
+/// What became of an attempt once sent.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Charged and recorded (`payment:created` published): `Succeeded`, or `RefundDue`
+    /// when the order was cancelled meanwhile (`refunds::settle` gives it back).
+    Charged(PaymentStatus),
+    /// Declined, with the provider's message for the buyer: the attempt is deleted.
+    Declined(String),
+    /// No answer that says what happened: the attempt stays pending, no longer busy,
+    /// and is sent again by the buyer's next request or a later wake.
+    Open(String),
+}
+
+/// Who sends an attempt, for the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Sender {
+    /// `POST /api/payments`.
+    Buyer,
+    /// A wake of the bus, settling an attempt whose answer was lost.
+    Wake,
+}
+
+/// The attempt to send for the buyer `user_id`, committed: a new pending payment, or
+/// the order's abandoned one, claimed. Busy either way, so nobody else sends it too.
+pub fn begin(
+    conn: &Connection,
+    user_id: &str,
+    order_id: &str,
+    token: &str,
+) -> Result<Payment, ApiError> {
+    common::db::transaction(conn, |conn| {
+        let now = ::events::now_ms();
+        let order = db::find_order(conn, order_id)?.ok_or(ApiError::NotFound)?;
+        if order.user_id != user_id {
+            return Err(ApiError::NotAuthorized);
+        }
+        let existing = db::payment_of(conn, order_id)?;
+        match domain::next_step(&order, existing.as_ref(), now)? {
+            Step::Charge => {
+                let payment = Payment {
+                    id: common::new_id()?,
+                    order_id: order.id.clone(),
+                    status: PaymentStatus::Pending,
+                    amount: order.price,
+                    token: Some(token.to_owned()),
+                    busy_until_ms: now + domain::BUSY_MS,
+                    stripe_id: None,
+                };
+                if !db::insert_payment(conn, &payment, now)? {
+                    return Err(domain::already_paid());
+                }
+                Ok(payment)
+            }
+            Step::Resume(mut payment) => {
+                if !claim(conn, &mut payment, now)? {
+                    return Err(domain::already_paid());
+                }
+                Ok(payment)
+            }
+        }
+    })
+}
+
+/// Marks the attempt busy for [`domain::BUSY_MS`], unless someone is sending it
+/// already (`false`).
+fn claim(conn: &Connection, payment: &mut Payment, now_ms: i64) -> Result<bool, ApiError> {
+    let until_ms = now_ms + domain::BUSY_MS;
+    if !db::claim(conn, &payment.id, until_ms, now_ms)? {
+        return Ok(false);
+    }
+    payment.busy_until_ms = until_ms;
+    Ok(true)
+}
+
+/// Sends a claimed attempt (its card token, its idempotency key) and records the
+/// answer; logs one line, never the token.
+pub fn send(
+    conn: &Connection,
+    provider: &dyn Provider,
+    payment: &Payment,
+    sender: Sender,
+) -> Result<Outcome, ApiError> {
+    let token = payment.token.as_deref().unwrap_or_default();
+    let started = Instant::now();
+    let answer = provider.charge(&Charge {
+        amount_cents: payment.amount.cents(),
+        token,
+        idempotency_key: &payment.charge_key(),
+        order_id: &payment.order_id,
+        payment_id: &payment.id,
+    });
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let said = match &answer {
+        Ok(stripe_id) => stripe_id.clone(),
+        Err(failure) => without_token(&failure.to_string(), token),
+    };
+    let outcome = record(conn, payment, answer, token);
+    let recorded = match &outcome {
+        Ok(Outcome::Charged(status)) => status.as_str().to_owned(),
+        Ok(Outcome::Declined(_)) => "deleted".to_owned(),
+        Ok(Outcome::Open(_)) => "stays pending".to_owned(),
+        Err(err) => format!("not recorded, stays pending: {err}"),
+    };
+    let by = match sender {
+        Sender::Buyer => "",
+        Sender::Wake => ", abandoned, sent again by a wake",
+    };
+    eprintln!(
+        "payments: charge of {} cents for order {} (payment {}{by}) via {} in {took:.1} ms \
+         -> {said} => {recorded}",
+        payment.amount.cents(),
+        payment.order_id,
+        payment.id,
+        provider.name(),
+    );
+    outcome
+}
+
+fn record(
+    conn: &Connection,
+    payment: &Payment,
+    answer: Result<String, Failure>,
+    token: &str,
+) -> Result<Outcome, ApiError> {
+    match answer {
+        Ok(stripe_id) => record_charge(conn, payment, &stripe_id).map(Outcome::Charged),
+        Err(Failure::Declined(message)) => {
+            db::delete_pending(conn, &payment.id)?;
+            Ok(Outcome::Declined(without_token(&message, token)))
+        }
+        Err(failure @ Failure::Unavailable(_)) => {
+            // It may be sent again at once; if this fails too, the claim runs out by
+            // itself.
+            if let Err(err) = db::release(conn, &payment.id, ::events::now_ms()) {
+                eprintln!("payments: payment {} stays busy: {err}", payment.id);
+            }
+            Ok(Outcome::Open(without_token(&failure.to_string(), token)))
+        }
+    }
+}
+
+/// Completes the payment with its charge and publishes `payment:created`, in one
+/// transaction; a charge for an order cancelled meanwhile is due back
+/// (`domain::charged_status`). The payment's status once recorded.
+fn record_charge(
+    conn: &Connection,
+    payment: &Payment,
+    stripe_id: &str,
+) -> Result<PaymentStatus, ApiError> {
+    BUS.transaction(conn, |tx| {
+        let order = db::find_order(tx, &payment.order_id)?
+            .ok_or_else(|| anyhow::anyhow!("order {} is gone", payment.order_id))?;
+        let status = domain::charged_status(&order);
+        if !db::record_charge(tx, &payment.id, stripe_id, status, ::events::now_ms())? {
+            // Another send of the same attempt recorded the same charge first.
+            return db::payment_of(tx, &payment.order_id)?
+                .filter(|held| held.id == payment.id)
+                .map(|held| held.status)
+                .ok_or_else(|| anyhow::anyhow!("payment {} is gone", payment.id).into());
+        }
+        tx.publish(PaymentCreated {
+            id: payment.id.clone(),
+            order_id: payment.order_id.clone(),
+            stripe_id: stripe_id.to_owned(),
+        })?;
+        Ok(status)
+    })
+}
+
+/// Sends again every attempt whose answer was lost and that nobody is sending (an
+/// invocation that died, a buyer who never retried), and records the answers; failures
+/// are logged and tried again on a later wake.
+pub fn settle_logged() {
+    if let Err(err) = db::open().and_then(|conn| settle(&conn)) {
+        eprintln!("payments: abandoned charges: {err}");
+    }
+}
+
+fn settle(conn: &Connection) -> Result<(), ApiError> {
+    let abandoned = db::abandoned(conn, ::events::now_ms())?;
+    if abandoned.is_empty() {
+        return Ok(());
+    }
+    // Without a provider they stay pending (the log says why, once an hour), and are
+    // sent once one is configured.
+    let Some(provider) = provider::configured()? else {
+        return Ok(());
+    };
+    for mut payment in abandoned {
+        if !claim(conn, &mut payment, ::events::now_ms())? {
+            continue; // a buyer's request or another wake is sending it
+        }
+        if let Outcome::Open(_) = send(conn, provider.as_ref(), &payment, Sender::Wake)? {
+            // The provider is likely down: the rest wait for a later wake instead of
+            // holding this one for a timeout each (the longest untried go first then).
+            break;
+        }
+    }
+    Ok(())
+}

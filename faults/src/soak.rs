@@ -140,6 +140,13 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
     found.replicas(last);
     found.charges(last, &stripe);
     found.events(last, app.redis());
+    if let Some(example) = found.0.get(DISAGREE).and_then(|examples| examples.first()) {
+        let order = example.split(':').next().unwrap_or_default();
+        eprintln!(
+            "soak: the story of order {order} on the streams:\n{}",
+            story(app.redis(), order)
+        );
+    }
     for database in db::DATABASES {
         if db::integrity(&last.sqlite_path(database)) != "ok" {
             found.add("a database failing integrity_check", database.to_owned());
@@ -215,6 +222,31 @@ fn is_settled(app: &App, redis: &Redis) -> bool {
             "orders",
             "SELECT count(*) FROM orders WHERE status NOT IN ('cancelled', 'complete')",
         ) == 0
+}
+
+const DISAGREE: &str = "orders whose services disagree";
+
+/// Every event on the streams about `order` and its ticket, in each stream's order: to
+/// tell why the services disagree about it.
+fn story(redis: &Redis, order: &str) -> String {
+    let ticket = bus::envelopes(redis, "order:created")
+        .into_iter()
+        .find(|envelope| envelope["data"]["id"] == order)
+        .and_then(|envelope| envelope["data"]["ticket"]["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    for (subject, _) in bus::CONSUMERS {
+        for (entry, fields) in redis.stream(&format!("events:{subject}")) {
+            let Some((_, e)) = fields.iter().find(|(name, _)| name == "e") else {
+                continue;
+            };
+            let mentions = e.contains(order) || (!ticket.is_empty() && e.contains(&ticket));
+            if mentions {
+                lines.push(format!("  {subject} {entry}: {e}"));
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 /// What the reconciliation found, by kind: an example of each.
@@ -393,7 +425,7 @@ impl Discrepancies {
             };
             if !agrees || !expiries.contains_key(id) {
                 self.add(
-                    "orders whose services disagree",
+                    DISAGREE,
                     format!(
                         "{id}: orders {status}, tickets reserved for {:?} (seen {:?}), \
                          payments' copy {:?} with payments {paid:?}, expiry {:?}",

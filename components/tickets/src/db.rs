@@ -35,6 +35,14 @@ pub const MIGRATIONS: Migrations = &[
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
     ::events::RELAY_CLAIMS,
+    // 4: when each order was created (its `order:created`'s `occurredAt`, unknown until
+    // that arrives): of the orders of a ticket not known to be cancelled, the latest
+    // holds it.
+    &[
+        "ALTER TABLE orders_seen ADD COLUMN created_ms INTEGER",
+        "CREATE INDEX orders_seen_live ON orders_seen (ticket_id, created_ms)
+            WHERE is_cancelled = 0",
+    ],
 ];
 
 /// tickets on the event bus: its events' source, its consumer group, its database.
@@ -99,36 +107,45 @@ pub fn update_ticket(conn: &Connection, ticket: &Ticket) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Whether the order is known, and if so whether it was cancelled.
-pub fn order_seen(conn: &Connection, order_id: &str) -> Result<Option<bool>, ApiError> {
-    let result = conn.execute(
-        "SELECT is_cancelled FROM orders_seen WHERE order_id = ?",
-        &[Value::Text(order_id.to_owned())],
-    )?;
-    Ok(result
-        .rows()
-        .next()
-        .and_then(|row| row.get::<i64>("is_cancelled"))
-        .map(|cancelled| cancelled != 0))
-}
-
-/// Remembers an order; a cancellation is never undone.
+/// Remembers an order of a ticket: its creation time once `order:created` says it
+/// (`created_ms`), and that it was cancelled, which is never undone.
 pub fn remember_order(
     conn: &Connection,
     order_id: &str,
     ticket_id: &str,
+    created_ms: Option<i64>,
     is_cancelled: bool,
 ) -> Result<(), ApiError> {
     conn.execute(
-        "INSERT INTO orders_seen (order_id, ticket_id, is_cancelled) VALUES (?, ?, ?)
-         ON CONFLICT (order_id) DO UPDATE SET is_cancelled = max(is_cancelled, excluded.is_cancelled)",
+        "INSERT INTO orders_seen (order_id, ticket_id, created_ms, is_cancelled)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (order_id) DO UPDATE SET
+             created_ms = coalesce(excluded.created_ms, created_ms),
+             is_cancelled = max(is_cancelled, excluded.is_cancelled)",
         &[
             Value::Text(order_id.to_owned()),
             Value::Text(ticket_id.to_owned()),
+            created_ms.map_or(Value::Null, Value::Integer),
             Value::Integer(i64::from(is_cancelled)),
         ],
     )?;
     Ok(())
+}
+
+/// The order that holds the ticket: of its orders not known to be cancelled, the one
+/// created last. Orders never has two live orders of a ticket, and creates a new one
+/// only after the one before was cancelled: an older order not yet known to be
+/// cancelled is one whose `order:cancelled` is still on its way.
+pub fn holder(conn: &Connection, ticket_id: &str) -> Result<Option<String>, ApiError> {
+    let result = conn.execute(
+        "SELECT order_id FROM orders_seen WHERE ticket_id = ? AND is_cancelled = 0
+         ORDER BY created_ms DESC LIMIT 1",
+        &[Value::Text(ticket_id.to_owned())],
+    )?;
+    Ok(result
+        .rows()
+        .next()
+        .and_then(|row| row.get::<&str>("order_id").map(str::to_owned)))
 }
 
 fn values(ticket: &Ticket) -> Vec<Value> {

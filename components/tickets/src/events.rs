@@ -1,21 +1,27 @@
 //! What tickets does on the events it listens to. Both handlers run in the transaction
-//! that records the event in the inbox, and work whatever order the two subjects'
-//! events arrive in: a cancellation applied before its order's creation wins.
+//! that records the event in the inbox, and give the same end whatever order the events
+//! arrive in (the two subjects are separate streams, and a retried or relayed-again
+//! event comes after later ones): each remembers what it says of its order, and the
+//! ticket is then held by the order that should hold it, `db::holder`.
 
-use ::events::{OrderCancelled, OrderCreated, Received, Tx};
+use ::events::{OrderCancelled, OrderCreated, Received, Tx, parse_timestamp};
 use common::ApiError;
 
 use crate::db;
 
-/// `order:created`: the ticket is reserved by the order (`orderId` set, version + 1,
-/// `ticket:updated` published), unless that order was already cancelled.
+/// `order:created`: the order is remembered with its creation time, and the ticket
+/// is held by the latest order not known to be cancelled.
 pub fn on_order_created(tx: &Tx, event: Received<OrderCreated>) -> Result<(), ApiError> {
     let order = &event.data;
-    if db::order_seen(tx, &order.id)? == Some(true) {
-        return Ok(());
-    }
-    db::remember_order(tx, &order.id, &order.ticket.id, false)?;
-    let Some(mut ticket) = db::find_ticket(tx, &order.ticket.id)? else {
+    let created_ms = parse_timestamp(&event.occurred_at).ok_or_else(|| {
+        anyhow::anyhow!(
+            "order:created {}: occurredAt `{}` is not a timestamp",
+            order.id,
+            event.occurred_at
+        )
+    })?;
+    db::remember_order(tx, &order.id, &order.ticket.id, Some(created_ms), false)?;
+    if !settle_ticket(tx, &order.ticket.id)? {
         // Orders only knows tickets it heard of from us: retried, and dead-lettered
         // if it never appears.
         return Err(anyhow::anyhow!(
@@ -24,29 +30,33 @@ pub fn on_order_created(tx: &Tx, event: Received<OrderCreated>) -> Result<(), Ap
             order.ticket.id
         )
         .into());
-    };
-    if ticket.order_id.as_deref() == Some(order.id.as_str()) {
-        return Ok(());
     }
-    ticket.order_id = Some(order.id.clone());
-    ticket.version += 1;
-    db::update_ticket(tx, &ticket)?;
-    tx.publish(ticket.updated_event())
+    Ok(())
 }
 
-/// `order:cancelled`: the ticket is released (`orderId` cleared, version + 1,
-/// `ticket:updated` published) if this order holds it.
+/// `order:cancelled`: the order is remembered as cancelled, and the ticket is held by
+/// the latest order not known to be cancelled (none: it is for sale again).
 pub fn on_order_cancelled(tx: &Tx, event: Received<OrderCancelled>) -> Result<(), ApiError> {
     let order = &event.data;
-    db::remember_order(tx, &order.id, &order.ticket.id, true)?;
-    let Some(mut ticket) = db::find_ticket(tx, &order.ticket.id)? else {
-        return Ok(());
+    db::remember_order(tx, &order.id, &order.ticket.id, None, true)?;
+    settle_ticket(tx, &order.ticket.id)?;
+    Ok(())
+}
+
+/// Gives the ticket to its holder if another order (or none) has it: `orderId` set or
+/// cleared, version + 1, `ticket:updated` published. `false` when there is no such
+/// ticket here.
+fn settle_ticket(tx: &Tx, ticket_id: &str) -> Result<bool, ApiError> {
+    let Some(mut ticket) = db::find_ticket(tx, ticket_id)? else {
+        return Ok(false);
     };
-    if ticket.order_id.as_deref() != Some(order.id.as_str()) {
-        return Ok(());
+    let holder = db::holder(tx, ticket_id)?;
+    if ticket.order_id == holder {
+        return Ok(true);
     }
-    ticket.order_id = None;
+    ticket.order_id = holder;
     ticket.version += 1;
     db::update_ticket(tx, &ticket)?;
-    tx.publish(ticket.updated_event())
+    tx.publish(ticket.updated_event())?;
+    Ok(true)
 }

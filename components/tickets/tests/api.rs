@@ -64,8 +64,13 @@ fn publish_as_orders(app: &App, envelope: &Value) {
 }
 
 fn order_created(event_id: &str, order_id: &str, ticket: &Value) -> Value {
+    order_created_at(event_id, order_id, ticket, "2026-12-03T12:00:00.000Z")
+}
+
+/// An `order:created` whose order was created at `occurred_at`.
+fn order_created_at(event_id: &str, order_id: &str, ticket: &Value, occurred_at: &str) -> Value {
     json!({
-        "id": event_id, "subject": "order:created", "occurredAt": "2026-12-03T12:00:00.000Z",
+        "id": event_id, "subject": "order:created", "occurredAt": occurred_at,
         "source": "orders",
         "data": {
             "id": order_id, "version": 0, "status": "created", "userId": "buyer",
@@ -367,6 +372,68 @@ fn order_events_are_applied_once_and_in_any_order() {
         let second_now = show(app, second["id"].as_str().unwrap());
         assert_eq!(second_now, second, "never reserved by a cancelled order");
         assert!(updates_of(app, &second["id"]).is_empty());
+    });
+}
+
+#[test]
+fn the_latest_order_holds_the_ticket_whatever_order_its_events_arrive_in() {
+    on_every_runtime(|app| {
+        let seller = app.signed_up("seller");
+        let ticket = created(&seller, "concert", json!(20));
+        let id = ticket["id"].as_str().unwrap();
+        // Orders cancelled `old` at 12:05 and then took `live` for the ticket at 12:10.
+        // `old`'s events arrive last (relayed again after Redis lost them, or retried
+        // after a failure): they must not take the ticket from `live`.
+        publish_as_orders(
+            app,
+            &order_created_at("e1", "live", &ticket, "2026-12-03T12:10:00.000Z"),
+        );
+        wait_for_version(app, id, 1);
+        publish_as_orders(
+            app,
+            &order_created_at("e2", "old", &ticket, "2026-12-03T12:04:00.000Z"),
+        );
+        publish_as_orders(app, &order_cancelled("e3", "old", &ticket));
+        // A later order of another ticket on each stream: once they are applied, so is
+        // everything before them.
+        let marker = created(&seller, "marker", json!(1));
+        publish_as_orders(app, &order_created("e4", "m1", &marker));
+        wait_for_version(app, marker["id"].as_str().unwrap(), 1);
+        publish_as_orders(app, &order_cancelled("e5", "m1", &marker));
+        wait_for_version(app, marker["id"].as_str().unwrap(), 2);
+
+        let now = show(app, id);
+        assert_eq!(now["orderId"], "live", "{now}");
+        assert_eq!(
+            now["version"],
+            1,
+            "never handed to `old`: {:?}",
+            updates_of(app, &ticket["id"])
+        );
+
+        // The other way round: an older order holds the ticket when a newer one's
+        // creation arrives before the older one's cancellation: the newer takes it.
+        let other = created(&seller, "festival", json!(30));
+        let other_id = other["id"].as_str().unwrap();
+        publish_as_orders(
+            app,
+            &order_created_at("e6", "first", &other, "2026-12-03T12:00:00.000Z"),
+        );
+        wait_for_version(app, other_id, 1);
+        publish_as_orders(
+            app,
+            &order_created_at("e7", "second", &other, "2026-12-03T12:20:00.000Z"),
+        );
+        assert_eq!(wait_for_version(app, other_id, 2)["orderId"], "second");
+        publish_as_orders(app, &order_cancelled("e8", "first", &other));
+        let marker = created(&seller, "marker 2", json!(1));
+        publish_as_orders(app, &order_created("e9", "m2", &marker));
+        wait_for_version(app, marker["id"].as_str().unwrap(), 1);
+        publish_as_orders(app, &order_cancelled("e10", "m2", &marker));
+        wait_for_version(app, marker["id"].as_str().unwrap(), 2);
+        let other_now = show(app, other_id);
+        assert_eq!(other_now["orderId"], "second");
+        assert_eq!(other_now["version"], 2);
     });
 }
 

@@ -7,7 +7,7 @@
 //! order the same outbox row, relayed after the commit with `XADD` and `PUBLISH` to a
 //! Redis of its own. What a native server would do differently, it does: one SQLite
 //! connection per thread kept open (a component opens its databases, and checks their
-//! schema version, on every request), and no bus catch-up per request.
+//! schema version, on every request).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

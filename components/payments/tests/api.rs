@@ -714,6 +714,51 @@ fn a_paid_order_cancelled_anyway_is_refunded_once() {
 }
 
 #[test]
+fn a_cancel_waits_for_its_order_past_the_maximum_deliveries() {
+    for runtime in Runtime::all() {
+        // Two deliveries at most, 300 ms apart: the cancel fails on each while its
+        // order:created is held up (relayed again after Redis lost it, say).
+        let app = start(runtime, 60, |app| app.variable("event_max_deliveries", "2"));
+        let buyer = app.signed_up("buyer");
+        let order_id = harness::random_hex(16);
+        app.redis().publish_event(&event(
+            "order:cancelled",
+            json!({"id": order_id, "version": 1, "ticket": {"id": "t1"}}),
+        ));
+        // Each tick (5 s) delivers it again: wait for a third delivery.
+        app.wait_for_log("the cancel delivered past the maximum", |line| {
+            line.contains(&order_id) && line.contains("failed on delivery 3 of 2")
+        });
+        app.redis().publish_event(&event(
+            "order:created",
+            json!({
+                "id": order_id, "version": 0, "status": "created", "userId": buyer.user_id(),
+                "expiresAt": "2099-01-01T00:00:00.000Z", "ticket": {"id": "t1", "price": 12.5}
+            }),
+        ));
+        payments_caught_up(&app, "order:created");
+        payments_caught_up(&app, "order:cancelled");
+        // (tickets gives up on that order:created: its ticket `t1` does not exist.)
+        let given_up: Vec<_> = app
+            .redis()
+            .dead_letters()
+            .into_iter()
+            .filter(|(_, fields)| {
+                fields
+                    .iter()
+                    .any(|(name, value)| name == "group" && value == "payments")
+            })
+            .collect();
+        assert!(
+            given_up.is_empty(),
+            "a cancel waiting for its order is not given up on: {given_up:?}"
+        );
+        let reply = pay(&buyer, &json!({"id": order_id}), "tok_visa");
+        assert_eq!(message(&reply), "Cannot pay for a cancelled order");
+    }
+}
+
+#[test]
 fn a_cancel_that_overtakes_its_order_is_applied_after_it() {
     on_every_runtime(|app| {
         let buyer = app.signed_up("buyer");

@@ -44,6 +44,10 @@ const PENDING_RANGE: usize = 1_000;
 /// How long a lease lasts unless renewed (after every batch): the longest a stream
 /// waits when its drainer dies.
 const LEASE_MS: u64 = 15_000;
+/// An event given up on after `event_max_deliveries` is kept longer if its handler was
+/// waiting for the version before it (or crashed without a word): until it is this old
+/// (by its entry id), since a predecessor held up by an outage still comes.
+const GIVE_UP_AFTER_MS: i64 = 300_000;
 /// The pauses before a failed drain is tried again.
 pub const DRAIN_RETRY_MS: [u64; 3] = [200, 1_000, 3_000];
 
@@ -449,7 +453,10 @@ impl<'a> Session<'a> {
                 );
                 return Err(anyhow!("applying {stream} entry {}: {err}", entry.id));
             }
-            Outcome::Failed(err) if deliveries >= max => {
+            Outcome::Failed(err)
+                if deliveries >= max
+                    && (!is_waiting(&err) || entry_age_ms(&entry.id) >= GIVE_UP_AFTER_MS) =>
+            {
                 let error = err.to_string();
                 self.dead_letter(stream, entry, deliveries, &error)?;
                 format!(
@@ -502,7 +509,8 @@ impl<'a> Session<'a> {
             );
             return Ok((Outcome::Poison(error), about));
         }
-        if deliveries > self.settings.max_deliveries {
+        if deliveries > self.settings.max_deliveries && entry_age_ms(&entry.id) >= GIVE_UP_AFTER_MS
+        {
             let error = format!(
                 "delivered {deliveries} times without being acknowledged (its handler crashed or timed out)"
             );
@@ -593,6 +601,21 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Whether a handler failed waiting for the version before the event's (`not_on_top`).
+fn is_waiting(err: &ApiError) -> bool {
+    err.to_string().contains(" waits for version ")
+}
+
+/// How old a stream entry is, by its id (`<milliseconds>-<sequence>`).
+fn entry_age_ms(id: &str) -> i64 {
+    let added = id
+        .split('-')
+        .next()
+        .and_then(|millis| millis.parse::<i64>().ok())
+        .unwrap_or(0);
+    now_ms() - added
+}
+
 /// Whether a handler's failure is the database's (locked past the busy timeout, an I/O
 /// error) rather than the handler's own: tried again soon, not after the ack wait.
 fn is_infrastructure(err: &ApiError) -> bool {
@@ -624,7 +647,21 @@ struct Lease<'a> {
     key: String,
     again: String,
     token: String,
+    /// The lease's value while we hold it: `<Redis run id>:<token>`.
+    held: std::cell::RefCell<String>,
 }
+
+/// Takes the lease: `SET … NX PX`, or over a lease taken on an earlier run of the Redis
+/// server (its run id differs: the server restarted since, its holder's release may
+/// never have arrived, and a server back from its append-only file brings such a lease
+/// back for up to its whole duration). Returns the value set, or nil.
+const TAKE: &str = "local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') \
+    local mine = run .. ':' .. ARGV[1] \
+    if redis.call('SET', KEYS[1], mine, 'NX', 'PX', ARGV[2]) then return mine end \
+    local held = redis.call('GET', KEYS[1]) \
+    if held and string.sub(held, 1, string.len(run) + 1) ~= run .. ':' then \
+      redis.call('SET', KEYS[1], mine, 'PX', ARGV[2]) return mine end \
+    return false";
 
 /// Extends the lease if it is still ours.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -640,6 +677,7 @@ impl<'a> Lease<'a> {
             key: format!("bus:{group}:lease:{subject}"),
             again: format!("bus:{group}:again:{subject}"),
             token: common::new_id().map_err(|err| anyhow!("{err}"))?,
+            held: std::cell::RefCell::new(String::new()),
         })
     }
 
@@ -656,26 +694,34 @@ impl<'a> Lease<'a> {
 
     fn try_take(&self) -> Result<bool> {
         let reply = self.redis.run(
-            "SET",
-            &[&self.key, &self.token, "NX", "PX", &LEASE_MS.to_string()],
+            "EVAL",
+            &[TAKE, "1", &self.key, &self.token, &LEASE_MS.to_string()],
         )?;
-        Ok(reply::is_ok(&reply))
+        match reply.as_slice() {
+            [RedisResult::Binary(value)] => {
+                *self.held.borrow_mut() = String::from_utf8_lossy(value).into_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// `false` when the lease expired and someone else holds it now.
     fn renew(&self) -> Result<bool> {
+        let held = self.held.borrow().clone();
         let reply = self.redis.run(
             "EVAL",
-            &[RENEW, "1", &self.key, &self.token, &LEASE_MS.to_string()],
+            &[RENEW, "1", &self.key, &held, &LEASE_MS.to_string()],
         )?;
         Ok(matches!(reply.as_slice(), [RedisResult::Int64(1)]))
     }
 
     /// Lets go; `true` when someone rang while we held it.
     fn release(&self) -> Result<bool> {
+        let held = self.held.borrow().clone();
         let reply = self
             .redis
-            .run("EVAL", &[RELEASE, "2", &self.key, &self.again, &self.token])
+            .run("EVAL", &[RELEASE, "2", &self.key, &self.again, &held])
             .context("releasing the lease")?;
         Ok(!matches!(reply.as_slice(), [] | [RedisResult::Nil]))
     }
@@ -692,6 +738,16 @@ mod tests {
         let gap = crate::not_on_top("order", "o1", 3, Some(1)).unwrap_err();
         assert!(!is_infrastructure(&gap));
         assert!(!is_infrastructure(&ApiError::BadRequest("no".into())));
+    }
+
+    #[test]
+    fn waiting_for_a_version_is_told_apart_and_entries_age_by_their_id() {
+        let gap = crate::not_on_top("order", "o1", 3, Some(1)).unwrap_err();
+        assert!(is_waiting(&gap));
+        assert!(!is_waiting(&ApiError::Internal(anyhow!("poison"))));
+        let old = format!("{}-0", now_ms() - 400_000);
+        assert!(entry_age_ms(&old) >= GIVE_UP_AFTER_MS);
+        assert!(entry_age_ms(&format!("{}-3", now_ms())) < 1_000);
     }
 
     #[test]

@@ -132,6 +132,31 @@ fn foreign_envelope(id: &str, title: &str, version: u32) -> String {
     .to_string()
 }
 
+/// The Redis server's run id (it changes at every restart).
+fn run_id(redis: &Redis) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut redis.connection())
+        .expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .expect("INFO server has run_id")
+        .trim()
+        .to_owned()
+}
+
+/// Takes the stream's lease for "someone else", a live holder on this run of Redis.
+fn hold_lease(redis: &Redis, subject: &str, ttl_ms: Option<u64>) {
+    let mut command = redis::cmd("SET");
+    command
+        .arg(format!("bus:probe:lease:{subject}"))
+        .arg(format!("{}:someone-else", run_id(redis)));
+    if let Some(ttl) = ttl_ms {
+        command.arg("PX").arg(ttl);
+    }
+    let _: () = command.query(&mut redis.connection()).expect("SET");
+}
+
 fn xadd(redis: &Redis, stream: &str, e: &str) {
     redis.add_event(stream, e);
 }
@@ -238,12 +263,7 @@ fn events_redis_lost_after_acknowledging_them_are_relayed_again() {
     let mark = app.redis().aof_mark();
     // Acknowledged by Redis, then lost with its last writes: hold the stream's lease
     // (as a busy replica would), so that no listener applies them before the loss.
-    let mut redis = app.redis().connection();
-    let _: () = redis::cmd("SET")
-        .arg("bus:probe:lease:ticket:created")
-        .arg("someone-else")
-        .query(&mut redis)
-        .expect("SET");
+    hold_lease(app.redis(), "ticket:created", None);
     publish(&app, "ticket:created", &["lost-1", "lost-2"]);
     assert_eq!(
         titles_on_stream(app.redis(), "events:ticket:created"),
@@ -587,14 +607,8 @@ fn a_listener_woken_while_its_stream_is_drained_returns_at_once() {
     publish(&app, "ticket:created", &["first"]);
     wait_for_applied(&app, 1);
     // Another invocation holds the stream's lease for a minute.
+    hold_lease(app.redis(), "ticket:created", Some(60_000));
     let mut redis = app.redis().connection();
-    let _: () = redis::cmd("SET")
-        .arg("bus:probe:lease:ticket:created")
-        .arg("someone-else")
-        .arg("PX")
-        .arg(60_000)
-        .query(&mut redis)
-        .expect("SET");
     let rung_before = app
         .logs()
         .iter()
@@ -679,4 +693,25 @@ fn a_drain_that_meets_a_locked_database_tries_again_soon() {
             published.elapsed()
         );
     });
+}
+
+#[test]
+fn a_lease_from_before_a_redis_restart_is_taken_over() {
+    // Host only: real Spin exits when its Redis trigger loses the connection.
+    let mut app = spawn_with(Runtime::Host, Redis::start_persistent(), 10);
+    publish(&app, "ticket:created", &["before"]);
+    wait_for_applied(&app, 1);
+    // A drainer held the lease when Redis went down; its release never arrived, and
+    // Redis comes back from its append-only file with the lease for a minute more.
+    hold_lease(app.redis(), "ticket:created", Some(60_000));
+    app.redis_mut().restart();
+    wait_for_listeners(&app, 1);
+    publish(&app, "ticket:created", &["after"]);
+    // The lease is from the server's earlier run: the doorbell's listener takes it over
+    // instead of waiting out its minute.
+    let titles = eventually("the event applied", TICK_PROMISE, || {
+        let titles = applied(&app);
+        (titles.len() == 2).then_some(titles)
+    });
+    assert_eq!(titles, ["before", "after"]);
 }

@@ -210,8 +210,9 @@ pub const SCENARIOS: &[Scenario] = &[
                independent reconciliation of what the users were told with the \
                databases, Redis and the stand-in: every acknowledged write exists and \
                nothing refused does; each order's final status agrees across orders, \
-               tickets, payments and expiration, and with what its buyer was told; \
-               orders' copy of every ticket is the ticket; one charge per paid order and \
+               tickets, payments and expiration, and with what its buyer was told (a \
+               payment acknowledged 15 s or more before the order's 30 s deadline \
+               completes it; a later one may lose the race and be refunded); orders' copy of every ticket is the ticket; one charge per paid order and \
                one refund per refunded one; every event applied by every consumer \
                group; nothing in `events:dead`; every database passes integrity_check.",
         run: soak::run,

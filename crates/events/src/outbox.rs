@@ -35,8 +35,9 @@ use crate::{Bus, Envelope, now_ms};
 /// falls further behind than this loses the oldest (they are logged when reclaimed).
 const STREAM_MAX_LEN: &str = "100000";
 /// How long a claim holds: a row whose relay did not finish by then (its invocation
-/// died, or Redis hung) is a leftover again.
-pub const CLAIM_MS: i64 = 10_000;
+/// died, or Redis hung) is a leftover again, for the next tick. A relay takes
+/// milliseconds; one slower than this may go out twice (consumers skip the second).
+pub const CLAIM_MS: i64 = 5_000;
 /// Relayed rows kept in the outbox: what can be relayed again after Redis lost writes.
 pub const KEEP_RELAYED: i64 = 1_000;
 /// Relayed rows are pruned to [`KEEP_RELAYED`] when a row whose `seq` is a multiple of

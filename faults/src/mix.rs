@@ -6,7 +6,7 @@
 //! through faults and reconcile its databases with what the users were told.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 
 use crate::rng::Rng;
 use crate::users;
+
+/// Tickets on sale per user, at most: sellers list until the market holds this many
+/// per user, and buyers' payments take tickets off it.
+const STOCK: usize = 30;
 
 /// What a request was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -117,8 +121,11 @@ pub struct Mix {
     stop: AtomicBool,
     journal: Mutex<Vec<Request>>,
     ledger: Mutex<Ledger>,
-    /// Acknowledged listings anyone may order: (ticket, seller).
+    /// Acknowledged listings anyone may order: (ticket, seller). A ticket leaves it when
+    /// someone pays for it.
     market: Mutex<Vec<(String, String)>>,
+    /// How many users are running (the market holds at most [`STOCK`] tickets each).
+    users: AtomicUsize,
     /// The payment window of the app, after which an unpaid order is expired.
     window: Duration,
 }
@@ -140,6 +147,7 @@ impl Mix {
             journal: Mutex::new(Vec::new()),
             ledger: Mutex::new(Ledger::default()),
             market: Mutex::new(Vec::new()),
+            users: AtomicUsize::new(0),
             window,
         }
     }
@@ -161,6 +169,7 @@ impl Mix {
         users: usize,
         seed: u64,
     ) {
+        self.users.fetch_add(users, Ordering::SeqCst);
         for n in 0..users {
             scope.spawn(move || self.user(n, seed ^ (n as u64).wrapping_mul(0x2545_f491)));
         }
@@ -270,6 +279,11 @@ impl Mix {
             40..48 => {
                 self.send(http, Kind::MyOrders, Method::GET, "/api/orders", None);
             }
+            // Sellers keep the market stocked rather than growing it without end: the
+            // load then stays the same through a long run (`GET /api/tickets` answers
+            // every ticket on sale), and a soak shows what time does, not a growing
+            // catalogue. A full market gets edits instead.
+            48..60 if self.is_stocked() => self.edit(http, rng, me),
             48..60 => self.list(http, rng, me),
             60..68 => self.edit(http, rng, me),
             68..83 => self.order(http, rng, me),
@@ -281,6 +295,10 @@ impl Mix {
                 self.sign_up(&http_client(), &newcomer);
             }
         }
+    }
+
+    fn is_stocked(&self) -> bool {
+        lock(&self.market).len() >= STOCK * self.users.load(Ordering::SeqCst)
     }
 
     fn list(&self, http: &reqwest::blocking::Client, rng: &mut Rng, me: &mut Me) {
@@ -403,6 +421,8 @@ impl Mix {
             Answer::Status(201) => {
                 ack.payment = paid["id"].as_str().map(str::to_owned);
                 ack.paid_ms = epoch_ms(std::time::SystemTime::now());
+                let ticket = ack.ticket.clone();
+                lock(&self.market).retain(|(on_sale, _)| *on_sale != ticket);
                 me.orders.remove(index);
             }
             // Payments has not heard of the order yet: try again later.

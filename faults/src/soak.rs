@@ -87,6 +87,9 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
                 break;
             }
             std::thread::sleep(pause);
+            if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
+                eprintln!("soak: a fault at {}", harness::clock());
+            }
             let fault = *rng.pick(&[
                 Fault::RedisRestart,
                 Fault::RedisLosesLastWrites,
@@ -114,6 +117,9 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
                 }
             }
             *faults.entry(fault).or_default() += 1;
+            if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
+                eprintln!("soak: {fault:?} over at {}", harness::clock());
+            }
         }
         if let Some(left) = until.checked_duration_since(Instant::now()) {
             std::thread::sleep(left);
@@ -142,12 +148,29 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
     found.replicas(last);
     found.charges(last, &stripe);
     found.events(last, app.redis());
-    if let Some(example) = found.0.get(DISAGREE).and_then(|examples| examples.first()) {
+    let examples = [DISAGREE, PAID_LATE]
+        .iter()
+        .filter_map(|what| found.0.get(what).and_then(|examples| examples.first()));
+    for example in examples {
         let order = example.split(':').next().unwrap_or_default();
-        eprintln!(
-            "soak: the story of order {order} on the streams:\n{}",
-            story(app.redis(), order)
-        );
+        let story = story(app.redis(), order);
+        eprintln!("soak: the story of order {order} on the streams:\n{story}");
+        // What the app logged about those events.
+        let ids: Vec<&str> = story
+            .lines()
+            .filter_map(|line| line.split("\"id\":\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let mut lines = app.logs();
+        if let Some(process) = &restarted {
+            lines.extend(process.logs());
+        }
+        for line in lines
+            .iter()
+            .filter(|line| ids.iter().any(|id| line.contains(id)))
+        {
+            eprintln!("  log: {line}");
+        }
     }
     for database in db::DATABASES {
         if db::integrity(&last.sqlite_path(database)) != "ok" {
@@ -227,6 +250,7 @@ fn is_settled(app: &App, redis: &Redis) -> bool {
 }
 
 const DISAGREE: &str = "orders whose services disagree";
+const PAID_LATE: &str = "orders paid well before their deadline that did not complete";
 
 /// Every event on the streams about `order` and its ticket, in each stream's order: to
 /// tell why the services disagree about it.
@@ -457,7 +481,7 @@ impl Discrepancies {
                 && ack.paid_ms < ack.expires_ms - DEADLINE_RACE.as_millis() as i64
             {
                 self.add(
-                    "orders paid well before their deadline that did not complete",
+                    PAID_LATE,
                     format!(
                         "{id}: paid {} ms before expiresAt",
                         ack.expires_ms - ack.paid_ms

@@ -390,6 +390,22 @@ impl Drop for App {
     }
 }
 
+/// The time of day (UTC, to the millisecond) that verbose output stamps each line with,
+/// to line it up with the events' `occurredAt` and the streams' entry ids.
+pub fn clock() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let seconds = ms / 1000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        ms % 1000
+    )
+}
+
 /// The lines a child prints, collected by one thread per stream.
 #[derive(Clone, Default)]
 struct Logs {
@@ -404,7 +420,7 @@ impl Logs {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
-                    eprintln!("[{label}] {line}");
+                    eprintln!("[{label} {}] {line}", clock());
                 }
                 lines
                     .lock()

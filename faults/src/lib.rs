@@ -21,6 +21,7 @@ mod db;
 mod manifest;
 mod mix;
 mod rng;
+mod strike;
 mod users;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -19,6 +19,7 @@ use harness::{App, Redis, StripeStub};
 
 use crate::mix::{Ledger, Mix};
 use crate::rng::Rng;
+use crate::strike::Struck;
 use crate::{Logbook, Report, Size, bus, db};
 
 const STRIPE_KEY: &str = "sk_test_of_the_soak";
@@ -65,17 +66,16 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
 /// milliseconds.
 fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook) -> Report {
     let stripe = StripeStub::start(STRIPE_KEY);
-    let mut app = crate::spawn(Redis::start_persistent(), |app| {
+    let mut app = Struck::new(crate::spawn(Redis::start_persistent(), |app| {
         app.variable("order_expiration_seconds", &WINDOW.as_secs().to_string())
             .variable("payment_provider", "stripe")
             .variable("stripe_secret_key", STRIPE_KEY)
             .variable("stripe_api_base", &stripe.api_base())
-    });
+    }));
     let mut report = Report::default();
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
-    let mix = Mix::new(app.base_url(), WINDOW);
-    let mut restarted: Option<App> = None;
+    let mix = Mix::new(app.serving().base_url(), WINDOW);
     let mut faults: BTreeMap<Fault, usize> = BTreeMap::new();
     std::thread::scope(|scope| {
         mix.start(scope, users, seed);
@@ -97,24 +97,12 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
             ]);
             match fault {
                 Fault::RedisRestart => {
-                    app.redis_mut().stop();
-                    std::thread::sleep(Duration::from_millis(500 + rng.below(2_500) as u64));
-                    app.redis_mut().restart();
+                    app.redis_down(Duration::from_millis(500 + rng.below(2_500) as u64));
                 }
                 Fault::RedisLosesLastWrites => {
-                    let mark = app.redis().aof_mark();
-                    std::thread::sleep(Duration::from_millis(200 + rng.below(800) as u64));
-                    app.redis_mut().restart_without_writes_since(&mark);
+                    app.redis_loses_last_writes(Duration::from_millis(200 + rng.below(800) as u64));
                 }
-                Fault::KillHost => {
-                    match restarted.as_mut() {
-                        Some(process) => process.kill(),
-                        None => app.kill(),
-                    };
-                    let process = app.start_replica();
-                    mix.retarget(process.base_url());
-                    restarted = Some(process);
-                }
+                Fault::KillHost => app.kill_host(&mix),
             }
             *faults.entry(fault).or_default() += 1;
             if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
@@ -129,7 +117,7 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
     let requests = mix.requests();
     let errors = requests.iter().filter(|request| request.is_error()).count();
     let ledger = mix.into_ledger();
-    let last = restarted.as_ref().unwrap_or(&app);
+    let last = app.serving();
 
     // Everything settles: events applied, expiries published, abandoned charges
     // settled, refunds made.
@@ -161,11 +149,8 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
             .filter_map(|line| line.split("\"id\":\"").nth(1))
             .filter_map(|rest| rest.split('"').next())
             .collect();
-        let mut lines = app.logs();
-        if let Some(process) = &restarted {
-            lines.extend(process.logs());
-        }
-        for line in lines
+        for line in app
+            .logs()
             .iter()
             .filter(|line| ids.iter().any(|id| line.contains(id)))
         {
@@ -211,11 +196,7 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
         stripe.refunds().len(),
         found.summary(),
     );
-    logbook.keep(&app);
-    if let Some(process) = restarted {
-        logbook.keep(&process);
-        drop(process);
-    }
+    app.keep_logs(logbook);
     report
 }
 

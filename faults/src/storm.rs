@@ -14,6 +14,7 @@ use harness::{App, Redis};
 
 use crate::mix::{self, Mix};
 use crate::rng::Rng;
+use crate::strike::Struck;
 use crate::{Logbook, Report, Size, WAIT, bus};
 
 /// The time between two faults.
@@ -62,13 +63,12 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     let faults = size.pick(FULL, QUICK);
     let after_faults = size.pick(Duration::from_secs(45), Duration::from_secs(35));
     let window = Duration::from_secs(20);
-    let mut app = crate::spawn(Redis::start_persistent(), |app| {
+    let mut app = Struck::new(crate::spawn(Redis::start_persistent(), |app| {
         app.variable("order_expiration_seconds", &window.as_secs().to_string())
-    });
+    }));
     let mut report = Report::default();
     let seed = Rng::seed();
-    let mix = Mix::new(app.base_url(), window);
-    let mut restarted: Option<App> = None;
+    let mix = Mix::new(app.serving().base_url(), window);
     // When each fault started and ended, from the start of the mix.
     let mut struck: Vec<(Fault, Duration, Duration)> = Vec::new();
     std::thread::scope(|scope| {
@@ -77,25 +77,9 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         for (n, &fault) in faults.iter().enumerate() {
             let began = mix.elapsed();
             match fault {
-                Fault::RedisDown(down) => {
-                    app.redis_mut().stop();
-                    std::thread::sleep(down);
-                    app.redis_mut().restart();
-                }
-                Fault::RedisLosesLastWrites => {
-                    let mark = app.redis().aof_mark();
-                    std::thread::sleep(Duration::from_secs(1));
-                    app.redis_mut().restart_without_writes_since(&mark);
-                }
-                Fault::KillHost => {
-                    match restarted.as_mut() {
-                        Some(process) => process.kill(),
-                        None => app.kill(),
-                    };
-                    let process = app.start_replica();
-                    mix.retarget(process.base_url());
-                    restarted = Some(process);
-                }
+                Fault::RedisDown(down) => app.redis_down(down),
+                Fault::RedisLosesLastWrites => app.redis_loses_last_writes(Duration::from_secs(1)),
+                Fault::KillHost => app.kill_host(&mix),
             }
             struck.push((fault, began, mix.elapsed()));
             sleep_until(&mix, BASELINE + EVERY * (n as u32 + 1));
@@ -104,7 +88,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         sleep_until(&mix, last_fault + after_faults);
         mix.stop();
     });
-    let last = restarted.as_ref().unwrap_or(&app);
+    let last = app.serving();
     let requests = mix.requests();
     let ended = requests.last().map_or(Duration::ZERO, |request| request.at);
     let last_fault = struck.last().map_or(BASELINE, |(_, _, ended)| *ended);
@@ -208,10 +192,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     });
 
     // The host's own complaints.
-    let mut lines = app.logs();
-    if let Some(process) = &restarted {
-        lines.extend(process.logs());
-    }
+    let lines = app.logs();
     let count = |text: &str| lines.iter().filter(|line| line.contains(text)).count();
     let (out_of_instances, locked) = (count("maximum concurrent"), count("database is locked"));
     report.check(out_of_instances == 0 && locked == 0, || {
@@ -243,11 +224,7 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
         reads_during_outages.len(),
         reads_p95.as_millis(),
     );
-    logbook.keep(&app);
-    if let Some(process) = restarted {
-        logbook.keep(&process);
-        drop(process);
-    }
+    app.keep_logs(logbook);
     report
 }
 

@@ -419,6 +419,33 @@ fn payments_woken(app: &App) {
     }
 }
 
+/// Pays for `order` while its buyer cancels it: the charge is held at the stand-in until
+/// payments has applied the cancel, then lands, with the next `lost_answers` answers of
+/// the stand-in lost on the way back. Returns the answer to the payment.
+fn pay_while_the_buyer_cancels(
+    app: &App,
+    stripe: &StripeStub,
+    buyer: &Client,
+    order: &Value,
+    lost_answers: usize,
+) -> Reply {
+    stripe.hold_charges();
+    std::thread::scope(|scope| {
+        let payer = scope.spawn(|| pay(buyer, order, "tok_visa"));
+        stripe.wait_for_held_charges(1);
+        let id = order["id"].as_str().unwrap();
+        assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
+        eventually("the cancel to be published", WAIT, || {
+            (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
+        });
+        payments_caught_up(app, "order:cancelled");
+        stripe.lose_next_answers(lost_answers);
+        stripe.release_charges();
+        payer.join().unwrap()
+    })
+}
+
+
 /// The charge requests the stand-in received, by idempotency key.
 fn charge_keys(stripe: &StripeStub) -> Vec<String> {
     stripe
@@ -479,20 +506,7 @@ fn an_attempt_whose_answer_was_lost_for_an_order_cancelled_meanwhile_is_refunded
         let order = order_at(app, &buyer, 20.0);
         payments_caught_up(app, "order:created");
         // The buyer cancels while the charge is in flight, and its answer is lost.
-        stripe.hold_charges();
-        let reply = std::thread::scope(|scope| {
-            let payer = scope.spawn(|| pay(&buyer, &order, "tok_visa"));
-            stripe.wait_for_held_charges(1);
-            let id = order["id"].as_str().unwrap();
-            assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
-            eventually("the cancel to be published", WAIT, || {
-                (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
-            });
-            payments_caught_up(app, "order:cancelled");
-            stripe.lose_next_answers(1);
-            stripe.release_charges();
-            payer.join().unwrap()
-        });
+        let reply = pay_while_the_buyer_cancels(app, stripe, &buyer, &order, 1);
         assert_eq!(reply.status, 500, "{}", reply.text());
 
         // A wake re-sends it, records the replayed charge as due back, and refunds it.
@@ -647,19 +661,7 @@ fn a_charge_that_lands_after_the_order_was_cancelled_is_refunded() {
         let buyer = app.signed_up("buyer");
         let order = order_at(app, &buyer, 20.0);
         payments_caught_up(app, "order:created");
-        stripe.hold_charges();
-        let reply = std::thread::scope(|scope| {
-            let payer = scope.spawn(|| pay(&buyer, &order, "tok_visa"));
-            stripe.wait_for_held_charges(1);
-            let id = order["id"].as_str().unwrap();
-            assert_eq!(buyer.delete(&format!("/api/orders/{id}")).status, 204);
-            eventually("the cancel to be published", WAIT, || {
-                (!app.redis().stream("events:order:cancelled").is_empty()).then_some(())
-            });
-            payments_caught_up(app, "order:cancelled");
-            stripe.release_charges();
-            payer.join().unwrap()
-        });
+        let reply = pay_while_the_buyer_cancels(app, stripe, &buyer, &order, 0);
         assert_eq!(reply.status, 400, "{}", reply.text());
         assert_eq!(message(&reply), "Cannot pay for a cancelled order");
         let charges = stripe.charges();

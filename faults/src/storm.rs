@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use harness::{App, Redis};
+use harness::Redis;
 
 use crate::mix::{self, Mix};
 use crate::rng::Rng;

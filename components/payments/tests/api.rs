@@ -445,7 +445,6 @@ fn pay_while_the_buyer_cancels(
     })
 }
 
-
 /// The charge requests the stand-in received, by idempotency key.
 fn charge_keys(stripe: &StripeStub) -> Vec<String> {
     stripe

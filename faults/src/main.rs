@@ -146,7 +146,13 @@ fn document(outcomes: &[Outcome], summary: &str, seconds: u64) -> String {
          which keeps the newest 1,000 relayed rows.\n\
          - Power loss. The kills stop the process, not the machine: what reached the \
          operating system survives; SQLite's journal and `fsync`s are not exercised \
-         against a lost page cache.\n",
+         against a lost page cache.\n\
+         - A catalogue that grows without end. The mix keeps about 30 tickets per user \
+         on sale. `GET /api/tickets` answers every ticket on sale, so thousands of them \
+         make it the app's heaviest route, and on 2 cores the events' latency grows with \
+         it: a soak whose sellers listed 7,780 tickets in 10 minutes saw events applied \
+         up to 20 s late, and payments made 17 s before their deadline lost the race to \
+         the expiry (and were refunded).\n",
     );
     text
 }

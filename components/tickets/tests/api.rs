@@ -498,3 +498,47 @@ fn edits_racing_a_reservation_never_lose_a_version() {
         );
     });
 }
+
+/// Every read route of the app (tickets', orders', auth's and payments'), 1,000 times:
+/// Redis sees no command from them. Key expiry notifications are off meanwhile, so
+/// the bus's tick wakes no one and the only traffic is the reads.
+#[test]
+fn reads_send_no_command_to_redis() {
+    on_every_runtime(|app| {
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
+        let ticket = seller.sell("Concert", 20.0);
+        let order = buyer.order(&ticket);
+        let ticket_path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+        let order_path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+        let reads = [
+            "/api/tickets",
+            &ticket_path,
+            "/api/orders",
+            &order_path,
+            "/api/users/currentuser",
+            "/api/payments/config",
+        ];
+        let redis = app.redis();
+        redis.notify_keyspace_events("");
+        // What was under way (the order's events, a tick) ends first.
+        let before = eventually("Redis to be quiet for a second", WAIT, || {
+            let before = redis.command_counts();
+            std::thread::sleep(Duration::from_secs(1));
+            (redis.command_counts() == before).then_some(before)
+        });
+        for n in 0..1_000 {
+            let path = reads[n % reads.len()];
+            let reply = buyer.get(path);
+            assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
+        }
+        let after = redis.command_counts();
+        redis.notify_keyspace_events("Ex");
+        let sent: Vec<String> = after
+            .iter()
+            .filter(|&(name, calls)| before.get(name) != Some(calls))
+            .map(|(name, calls)| format!("{name} ×{}", calls - before.get(name).unwrap_or(&0)))
+            .collect();
+        assert!(sent.is_empty(), "1,000 reads sent Redis {sent:?}");
+    });
+}

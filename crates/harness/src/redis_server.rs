@@ -1,6 +1,7 @@
 //! A real `redis-server` for one test: its own port and data directory, stopped (by
 //! its PID) on drop.
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -63,6 +64,38 @@ impl Redis {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection())
             .expect("the test's redis-server accepts connections")
+    }
+
+    /// How many times Redis has run each command since it started (`INFO
+    /// commandstats`), leaving out the ones tests send to look (`INFO`, `CONFIG`,
+    /// `PING`).
+    pub fn command_counts(&self) -> BTreeMap<String, u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO commandstats");
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .split(',')
+                    .find_map(|stat| stat.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.parse().ok()?))
+            })
+            .filter(|(name, _)| !matches!(name.as_str(), "info" | "config" | "ping"))
+            .collect()
+    }
+
+    /// Sets which keyspace events Redis announces (`CONFIG SET notify-keyspace-events`):
+    /// `""` silences key expiries, and with them the bus's ticks; `"Ex"` is how the
+    /// harness starts Redis.
+    pub fn notify_keyspace_events(&self, events: &str) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(events)
+            .query(&mut self.connection())
+            .expect("CONFIG SET notify-keyspace-events");
     }
 
     /// Waits until `channel` has at least `count` subscribers: an app's Redis trigger

@@ -121,6 +121,27 @@ fn event(subject: &str, data: Value) -> Value {
     })
 }
 
+/// orders' `order:cancelled` (version 1) of `order_id`, whose ticket is `t1`, straight
+/// onto the bus.
+fn publish_cancel(app: &App, order_id: &str) {
+    app.redis().publish_event(&event(
+        "order:cancelled",
+        json!({"id": order_id, "version": 1, "ticket": {"id": "t1"}}),
+    ));
+}
+
+/// orders' `order:created` (version 0) of `order_id` by `buyer` for ticket `t1`,
+/// straight onto the bus.
+fn publish_creation(app: &App, buyer: &Client, order_id: &str) {
+    app.redis().publish_event(&event(
+        "order:created",
+        json!({
+            "id": order_id, "version": 0, "status": "created", "userId": buyer.user_id(),
+            "expiresAt": "2099-01-01T00:00:00.000Z", "ticket": {"id": "t1", "price": 12.5}
+        }),
+    ));
+}
+
 /// No log line names a secret: the Stripe key or a card token.
 fn assert_no_secrets_logged(app: &App) {
     for line in app.logs() {
@@ -722,21 +743,12 @@ fn a_cancel_waits_for_its_order_past_the_maximum_deliveries() {
         let app = start(runtime, 60, |app| app.variable("event_max_deliveries", "2"));
         let buyer = app.signed_up("buyer");
         let order_id = harness::random_hex(16);
-        app.redis().publish_event(&event(
-            "order:cancelled",
-            json!({"id": order_id, "version": 1, "ticket": {"id": "t1"}}),
-        ));
+        publish_cancel(&app, &order_id);
         // Each tick (5 s) delivers it again: wait for a third delivery.
         app.wait_for_log("the cancel delivered past the maximum", |line| {
             line.contains(&order_id) && line.contains("failed on delivery 3 of 2")
         });
-        app.redis().publish_event(&event(
-            "order:created",
-            json!({
-                "id": order_id, "version": 0, "status": "created", "userId": buyer.user_id(),
-                "expiresAt": "2099-01-01T00:00:00.000Z", "ticket": {"id": "t1", "price": 12.5}
-            }),
-        ));
+        publish_creation(&app, &buyer, &order_id);
         payments_caught_up(&app, "order:created");
         payments_caught_up(&app, "order:cancelled");
         // (tickets gives up on that order:created: its ticket `t1` does not exist.)
@@ -764,22 +776,12 @@ fn a_cancel_that_overtakes_its_order_is_applied_after_it() {
     on_every_runtime(|app| {
         let buyer = app.signed_up("buyer");
         let order_id = harness::random_hex(16);
-        let expires_at = "2099-01-01T00:00:00.000Z";
         // order:cancelled (version 1) first: it waits for version 0.
-        app.redis().publish_event(&event(
-            "order:cancelled",
-            json!({"id": order_id, "version": 1, "ticket": {"id": "t1"}}),
-        ));
+        publish_cancel(app, &order_id);
         app.wait_for_log("the cancel waiting", |line| {
             line.contains(&order_id) && line.contains("waits for version 0")
         });
-        app.redis().publish_event(&event(
-            "order:created",
-            json!({
-                "id": order_id, "version": 0, "status": "created", "userId": buyer.user_id(),
-                "expiresAt": expires_at, "ticket": {"id": "t1", "price": 12.5}
-            }),
-        ));
+        publish_creation(app, &buyer, &order_id);
         payments_caught_up(app, "order:created");
         payments_caught_up(app, "order:cancelled");
         let reply = pay(&buyer, &json!({"id": order_id}), "tok_visa");

@@ -87,9 +87,7 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
                 break;
             }
             std::thread::sleep(pause);
-            if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
-                eprintln!("soak: a fault at {}", harness::clock());
-            }
+            let struck_at = harness::clock();
             let fault = *rng.pick(&[
                 Fault::RedisRestart,
                 Fault::RedisLosesLastWrites,
@@ -105,8 +103,8 @@ fn soak(length: Duration, users: usize, between: (u64, usize), logbook: &Logbook
                 Fault::KillHost => app.kill_host(&mix),
             }
             *faults.entry(fault).or_default() += 1;
-            if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
-                eprintln!("soak: {fault:?} over at {}", harness::clock());
+            if harness::is_verbose() {
+                eprintln!("soak: {fault:?} from {struck_at} to {}", harness::clock());
             }
         }
         if let Some(left) = until.checked_duration_since(Instant::now()) {

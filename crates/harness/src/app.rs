@@ -390,6 +390,11 @@ impl Drop for App {
     }
 }
 
+/// Whether `TICKETING_TEST_VERBOSE` asks for the apps' output as tests run.
+pub fn is_verbose() -> bool {
+    std::env::var_os("TICKETING_TEST_VERBOSE").is_some()
+}
+
 /// The time of day (UTC, to the millisecond) that verbose output stamps each line with,
 /// to line it up with the events' `occurredAt` and the streams' entry ids.
 pub fn clock() -> String {
@@ -419,7 +424,7 @@ impl Logs {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                if std::env::var_os("TICKETING_TEST_VERBOSE").is_some() {
+                if is_verbose() {
                     eprintln!("[{label} {}] {line}", clock());
                 }
                 lines

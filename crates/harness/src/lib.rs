@@ -25,7 +25,7 @@ mod stub;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use app::{App, AppBuilder, StartError, clock};
+pub use app::{App, AppBuilder, StartError, clock, is_verbose};
 pub use browser::{Browser, DESKTOP};
 pub use client::{Client, Reply};
 pub use redis_server::{AofMark, Redis};

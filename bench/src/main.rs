@@ -65,6 +65,12 @@ fn main() -> Result<()> {
             };
             native::serve("127.0.0.1:0".parse()?, Path::new(data), redis_url, jwt_key)
         }
+        Some("load") => {
+            let [_, url, path, connections, seconds] = &args[..] else {
+                bail!("usage: bench load <http://host:port> <path> <connections> <seconds>");
+            };
+            load_once(url, path, connections.parse()?, seconds.parse()?)
+        }
         Some("expiry") => {
             println!("{}", expiry::measure()?.summary());
             Ok(())
@@ -78,9 +84,30 @@ fn main() -> Result<()> {
         }
         _ => bail!(
             "usage: bench run [--out FILE] | bench expiry | bench hello [--listen ADDR] \
-             | bench native <data dir> <redis url> <jwt key>"
+             | bench native <data dir> <redis url> <jwt key> \
+             | bench load <http://host:port> <path> <connections> <seconds>"
         ),
     }
+}
+
+/// `GET <path>` on a running server for `seconds`, for profiling a route by hand
+/// (`perf record -p <host pid>` meanwhile).
+fn load_once(url: &str, path: &str, connections: usize, seconds: u64) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(
+        Load::new(url, connections, Requests::Same(Request::get(path)))
+            .run(WARM_UP, Duration::from_secs(seconds)),
+    )?;
+    println!(
+        "{:.0} req/s, p50 {}, p99 {}, errors {}",
+        summary.requests_per_second(),
+        micros(summary.percentile(50.0)),
+        micros(summary.percentile(99.0)),
+        summary.errors
+    );
+    Ok(())
 }
 
 /// One route measured on the host and on the baseline.

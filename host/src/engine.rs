@@ -2,6 +2,7 @@
 //! preview1 adapter (as Spin does), compile each once, and keep compiled code in an
 //! on-disk cache so a restart skips compilation.
 
+use crate::console::log;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,7 +10,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How much of a freed instance's linear memory stays mapped, to be reset in place:
+/// the components' initial memory (`crates/component-build.rs`), where a request's
+/// stack, data and heap are.
+const KEEP_RESIDENT: usize = 8 << 20;
 
 /// The engine every component runs on: async (host calls await Redis and HTTP), with
 /// the pooling allocator so a per-request instance costs microseconds.
@@ -24,9 +30,17 @@ pub fn new_engine() -> Result<Engine> {
     pooling.total_tables(4_000);
     pooling.total_stacks(1_000);
     pooling.max_memory_size(256 << 20);
-    // Resetting freed instances with one madvise each flushed TLBs on every core: a
-    // tenth of the host's time under load. Tables (small) are reset with memset and the
-    // remaining madvise calls are batched; together +40% req/s in `cargo xtask bench`.
+    // A freed instance's memory is reset in place rather than given back to the kernel:
+    // `madvise` then a page fault on every page the next request touches flushed the
+    // TLBs of every core each time (half the host's time on a trivial route). The
+    // `PAGEMAP_SCAN` ioctl (Linux 6.7+) finds the pages the instance wrote, and only
+    // those are restored; with no ioctl, the memory is given back as before (a memset of
+    // all of it would cost more). Tables (small) are reset with memset. Measured in
+    // docs/benchmarks.md ("The host's own overhead").
+    pooling.pagemap_scan(Enabled::Auto);
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pooling.linear_memory_keep_resident(KEEP_RESIDENT);
+    }
     pooling.table_keep_resident(1 << 16);
     pooling.decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
@@ -34,7 +48,7 @@ pub fn new_engine() -> Result<Engine> {
         Ok(engine) => Ok(engine),
         Err(err) => {
             // Some sandboxes cap virtual memory below what the pool reserves.
-            eprintln!("pooling allocator unavailable ({err:#}); allocating on demand");
+            log!("pooling allocator unavailable ({err:#}); allocating on demand");
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Ok(Engine::new(&config)?)
         }
@@ -66,7 +80,7 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
                     from_cache: true,
                 });
             }
-            Err(err) => eprintln!(
+            Err(err) => log!(
                 "ignoring unusable compiled-code cache {}: {err:#}",
                 cached.display()
             ),
@@ -86,7 +100,7 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
     let component = Component::new(engine, &component_bytes)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot compile {}", path.display()))?;
-    eprintln!(
+    log!(
         "compiled {} in {} ms",
         path.display(),
         started.elapsed().as_millis()
@@ -94,7 +108,7 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
     if let Some(cached) = &cached
         && let Err(err) = write_cache(&component, cached)
     {
-        eprintln!(
+        log!(
             "cannot write the compiled-code cache {}: {err:#}",
             cached.display()
         );

@@ -2,6 +2,7 @@
 //! every component compiled once and pre-instantiated, its grants resolved, the HTTP
 //! routes and Redis subscriptions laid out.
 
+use crate::console::log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -268,7 +269,7 @@ fn preopens(
                 }
             }
             if matched == 0 {
-                eprintln!("[{id}] warning: `files` pattern `{pattern}` matches no file");
+                log!("[{id}] warning: `files` pattern `{pattern}` matches no file");
             }
         }
         preopens.push((staging, "/".to_owned()));

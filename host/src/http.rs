@@ -1,6 +1,7 @@
 //! The HTTP trigger: a hyper server that routes each request as Spin does, adds
 //! Spin's request headers, and runs a fresh instance of the component for it.
 
+use crate::console::log;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -37,7 +38,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    eprintln!("accept failed: {err}");
+                    log!("accept failed: {err}");
                     continue;
                 }
             },
@@ -73,7 +74,7 @@ fn log_connection_error(err: &(dyn std::error::Error + 'static)) {
     // Clients closing keep-alive connections are not worth a line.
     let text = err.to_string();
     if !text.contains("connection closed") && !text.contains("reset by peer") {
-        eprintln!("connection error: {text}");
+        log!("connection error: {text}");
     }
 }
 
@@ -123,7 +124,7 @@ async fn handle(
     let response = match run(component, request, instantiation.clone()).await {
         Ok(response) => response,
         Err(err) => {
-            eprintln!("[{}] request failed: {err:#}", component.runtime.id);
+            log!("[{}] request failed: {err:#}", component.runtime.id);
             plain(StatusCode::INTERNAL_SERVER_ERROR, "")
         }
     };
@@ -237,7 +238,7 @@ fn log_request(
     let instance = instantiation
         .map(|took| format!(" (instance {} µs)", took.as_micros()))
         .unwrap_or_default();
-    eprintln!(
+    log!(
         "{} {method} {path} -> {} in {:.2} ms{instance}",
         component.unwrap_or("(no route)"),
         status.as_u16(),

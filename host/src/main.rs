@@ -7,6 +7,7 @@
 mod allowed_hosts;
 mod app;
 mod bindings;
+mod console;
 mod engine;
 mod http;
 mod key_value;
@@ -106,13 +107,15 @@ fn main() -> ExitCode {
             .build()?
             .block_on(up(args))
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            console::log!("Error: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    console::flush();
+    code
 }
 
 async fn up(args: Args) -> Result<()> {
@@ -150,21 +153,21 @@ async fn up(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let (hits, total) = running.cache_hits;
-    eprintln!(
+    console::log!(
         "Ready in {} ms ({hits} of {total} modules from the compiled-code cache)",
         started.elapsed().as_millis()
     );
-    println!("Serving http://{address}");
-    println!("Available Routes:");
+    console::out!("Serving http://{address}");
+    console::out!("Available Routes:");
     for trigger in &app.http_triggers {
         match &trigger.route {
             RoutePattern::Private => {}
-            RoutePattern::Wildcard(_) => println!(
+            RoutePattern::Wildcard(_) => console::out!(
                 "  {}: http://{address}{} (wildcard)",
                 trigger.component,
                 trigger.route.base()
             ),
-            route => println!("  {}: http://{address}{route}", trigger.component),
+            route => console::out!("  {}: http://{address}{route}", trigger.component),
         }
     }
 
@@ -172,7 +175,7 @@ async fn up(args: Args) -> Result<()> {
     let server = tokio::spawn(http::serve(listener, running.clone(), shutdown.clone()));
     let redis = tokio::spawn(redis_trigger::run(running.clone(), shutdown));
     wait_for_signal().await;
-    eprintln!("Shutting down");
+    console::log!("Shutting down");
     let _ = stop.send(true);
     let _ = redis.await;
     server.await??;

@@ -12,6 +12,7 @@
 //! app; this host logs it and reconnects with backoff, so a Redis restart during a
 //! local run or a test does not take HTTP down with it.
 
+use crate::console::log;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ async fn listen_with_retries(
                 if started.elapsed() > LAST_RETRY {
                     delay = FIRST_RETRY;
                 }
-                eprintln!(
+                log!(
                     "redis trigger: {address}: {err:#}; reconnecting in {} ms",
                     delay.as_millis()
                 );
@@ -95,7 +96,7 @@ async fn listen(
             .await
             .with_context(|| format!("cannot subscribe to `{channel}`"))?;
     }
-    eprintln!(
+    log!(
         "redis trigger: {address}: subscribed to {}",
         channels.join(", ")
     );
@@ -139,7 +140,7 @@ async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) {
         Ok(Err(_)) => "the handler returned an error".to_owned(),
         Err(err) => format!("failed: {err:#}"),
     };
-    eprintln!(
+    log!(
         "{} redis {} ({} bytes) -> {outcome} in {:.2} ms",
         subscription.runtime.id,
         subscription.channel,

@@ -1,6 +1,7 @@
 //! What a component may use (`ComponentRuntime`, built once at start) and the state of
 //! one instance (`State`, a fresh one per request or message).
 
+use crate::console::log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +77,7 @@ impl ComponentRuntime {
 
     /// Says, on the console, what the component tried and how to allow it.
     pub fn log_denied(&self, kind: &str, url: &str) {
-        eprintln!(
+        log!(
             "[{}] {kind} connection to `{url}` denied: it is not in the component's \
              allowed_outbound_hosts; add it there to allow it",
             self.id

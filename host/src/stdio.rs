@@ -6,7 +6,7 @@
 //! running at once would otherwise interleave their pieces within one line. A partial
 //! line waits for its newline, or for the stream to close.
 
-use std::io::{self, Write};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,11 +16,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Console {
-    Stdout,
-    Stderr,
-}
+pub use crate::console::Console;
 
 /// The stream factory WASI asks for each `get-stdout`/`get-stderr`.
 #[derive(Clone)]
@@ -99,18 +95,13 @@ impl PrefixedWriter {
 
     fn write_console(&mut self, bytes: &[u8]) -> io::Result<()> {
         let text = prefix_lines(&self.prefix, bytes, &mut self.at_line_start);
-        // One locked write per call keeps the lines whole among other writers.
-        match self.console {
-            Console::Stdout => io::stdout().lock().write_all(&text),
-            Console::Stderr => io::stderr().lock().write_all(&text),
-        }
+        crate::console::write(self.console, &text);
+        Ok(())
     }
 
+    /// The console writes what it holds by itself, at once when idle.
     fn flush_console(&self) -> io::Result<()> {
-        match self.console {
-            Console::Stdout => io::stdout().flush(),
-            Console::Stderr => io::stderr().flush(),
-        }
+        Ok(())
     }
 }
 

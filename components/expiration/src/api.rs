@@ -25,7 +25,7 @@ fn try_health() -> Result<Response, ApiError> {
     if notifications == Some(false)
         && alarm::once_per("expiration:warned", WARN_EVERY_MS).unwrap_or(true)
     {
-        eprintln!(
+        common::log!(
             "warning: Redis does not publish expired keys, so expiries are only published \
              when this route is called, and the event bus's tick does not run (leftover \
              events wait for the next write). Turn it on: `redis-cli CONFIG SET \

@@ -78,7 +78,7 @@ pub fn run_logged() -> anyhow::Result<()> {
     match run() {
         Ok(swept) => {
             if swept.published > 0 {
-                eprintln!(
+                common::log!(
                     "sweep: {} expired, {} pending, in {:.1} ms",
                     swept.published,
                     swept.pending,

@@ -120,7 +120,7 @@ pub fn send(
         Sender::Buyer => "",
         Sender::Wake => ", abandoned, sent again by a wake",
     };
-    eprintln!(
+    common::log!(
         "payments: charge of {} cents for order {} (payment {}{by}) via {} in {took:.1} ms \
          -> {said} => {recorded}",
         payment.amount.cents(),
@@ -147,7 +147,7 @@ fn record(
             // It may be sent again at once; if this fails too, the claim runs out by
             // itself.
             if let Err(err) = db::release(conn, &payment.id, ::events::now_ms()) {
-                eprintln!("payments: payment {} stays busy: {err}", payment.id);
+                common::log!("payments: payment {} stays busy: {err}", payment.id);
             }
             Ok(Outcome::Open(without_token(&failure.to_string(), token)))
         }
@@ -187,7 +187,7 @@ fn record_charge(
 /// are logged and tried again on a later wake.
 pub fn settle_logged() {
     if let Err(err) = db::open().and_then(|conn| settle(&conn)) {
-        eprintln!("payments: abandoned charges: {err}");
+        common::log!("payments: abandoned charges: {err}");
     }
 }
 

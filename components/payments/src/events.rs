@@ -43,7 +43,7 @@ pub fn on_order_cancelled(tx: &Tx, event: Received<OrderCancelled>) -> Result<()
         return ::events::not_on_top("order", &cancelled.id, cancelled.version, held);
     }
     if db::refund_due(tx, &cancelled.id, ::events::now_ms())? {
-        eprintln!(
+        common::log!(
             "payments: order {} was cancelled after it was paid: its charge is due back",
             cancelled.id
         );

@@ -13,7 +13,7 @@ use crate::provider::{self, Provider};
 /// Refunds every charge that is due back; failures are logged and tried again later.
 pub fn settle_logged() {
     if let Err(err) = db::open().and_then(|conn| settle(&conn)) {
-        eprintln!("payments: refunds: {err}");
+        common::log!("payments: refunds: {err}");
     }
 }
 
@@ -48,7 +48,7 @@ fn refund(
     match outcome {
         Ok(refund_id) => {
             db::record_refund(conn, &payment.id, refund_id.as_deref(), ::events::now_ms())?;
-            eprintln!(
+            common::log!(
                 "payments: refund of payment {} (order {}, {} cents) via {} -> {} in {took:.1} ms",
                 payment.id,
                 payment.order_id,
@@ -57,7 +57,7 @@ fn refund(
                 refund_id.as_deref().unwrap_or("refunded already"),
             );
         }
-        Err(failure) => eprintln!(
+        Err(failure) => common::log!(
             "payments: refund of payment {} (order {}) via {} -> {failure}, tried again later, in {took:.1} ms",
             payment.id,
             payment.order_id,

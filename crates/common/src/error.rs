@@ -67,7 +67,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
-            eprintln!("internal error: {detail:#}");
+            crate::log!("internal error: {detail:#}");
         }
         crate::json_response(self.status(), &self.body())
     }

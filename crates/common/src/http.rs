@@ -26,7 +26,7 @@ pub async fn serve(incoming: IncomingRequest, router: &Router) -> Response {
         Ok(request) => router.handle_async(request).await,
         Err(err) => err.into_response(),
     };
-    eprintln!(
+    crate::log!(
         "{method} {path} -> {} in {:.1} ms",
         response.status(),
         started.elapsed().as_secs_f64() * 1000.0

@@ -44,3 +44,23 @@ pub fn new_id() -> Result<String, ApiError> {
 pub fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }
+
+/// `eprintln!` in one write: the line is formatted first, then handed to stderr whole.
+///
+/// `eprintln!` writes each piece of its format separately, and in a component each
+/// write is a call into the runtime (WASI's `blocking-write-and-flush`): the services'
+/// one line per request or event took a dozen of them.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {
+        $crate::write_line(::std::format!($($arg)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn write_line(mut line: String) {
+    use std::io::Write;
+    line.push('\n');
+    // Nowhere to report a console that is gone.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}

@@ -143,11 +143,11 @@ impl Listener {
                 Ok(Wake::Doorbell)
             }
             Some(subject) => {
-                eprintln!("bus: doorbell for `{subject}`, which no handler takes: ignored");
+                common::log!("bus: doorbell for `{subject}`, which no handler takes: ignored");
                 Ok(Wake::Other)
             }
             None => {
-                eprintln!("bus: a message that is no envelope: ignored (the next tick drains)");
+                common::log!("bus: a message that is no envelope: ignored (the next tick drains)");
                 Ok(Wake::Other)
             }
         }
@@ -161,7 +161,7 @@ impl Listener {
         let mut failure = None;
         for subject in self.subjects() {
             if let Err(err) = self.drain(subject) {
-                eprintln!("bus: {}: {err:#}", self.bus.service);
+                common::log!("bus: {}: {err:#}", self.bus.service);
                 failure = Some(err);
             }
         }
@@ -187,7 +187,7 @@ impl Listener {
                     DRAIN_RETRY_MS.len() + 1
                 )));
             };
-            eprintln!(
+            common::log!(
                 "bus: {}: draining {} failed, trying again in {pause} ms: {err:#}",
                 self.bus.service,
                 stream(subject)
@@ -282,7 +282,7 @@ impl<'a> Session<'a> {
             .and_then(|conn| outbox::relay_leftovers(bus, &self.redis, conn));
         match outcome {
             Ok(0) => {}
-            Ok(count) => eprintln!("bus: {}: relayed {count} leftover events", bus.service),
+            Ok(count) => common::log!("bus: {}: relayed {count} leftover events", bus.service),
             Err(err) => outbox::log_relay_failure(bus, &err),
         }
     }
@@ -330,7 +330,7 @@ impl<'a> Session<'a> {
             }
             self.deliver_all(&stream, subject, &entries, |_| 1)?;
             if !lease.renew()? {
-                eprintln!("bus: lost the lease on {stream}; another invocation goes on");
+                common::log!("bus: lost the lease on {stream}; another invocation goes on");
                 return Ok(());
             }
         }
@@ -353,7 +353,7 @@ impl<'a> Session<'a> {
                     .map(|entry| entry.id.as_str())
                     .collect();
                 if let Err(also) = self.make_due(stream, &unsettled) {
-                    eprintln!("bus: {stream}: {also:#}");
+                    common::log!("bus: {stream}: {also:#}");
                 }
                 self.arm_ticks();
                 return Err(err);
@@ -365,7 +365,7 @@ impl<'a> Session<'a> {
     /// Makes sure the bus's ticks come (the wake that retries what stays pending).
     fn arm_ticks(&self) {
         if let Err(err) = tick::arm_with(&self.redis) {
-            eprintln!("bus: {}: arming the ticks failed: {err:#}", self.group());
+            common::log!("bus: {}: arming the ticks failed: {err:#}", self.group());
         }
     }
 
@@ -401,7 +401,7 @@ impl<'a> Session<'a> {
         })?;
         let claimed = reply::auto_claim(&reply)?;
         for id in &claimed.deleted {
-            eprintln!(
+            common::log!(
                 "bus: {stream} entry {id} was trimmed from the stream before {} applied it: lost",
                 self.group()
             );
@@ -447,7 +447,7 @@ impl<'a> Session<'a> {
                 "a duplicate, skipped".to_owned()
             }
             Outcome::Failed(err) if is_infrastructure(&err) => {
-                eprintln!(
+                common::log!(
                     "event {subject} {} ({about}) -> not applied, the database failed: {err}",
                     entry.id
                 );
@@ -476,7 +476,7 @@ impl<'a> Session<'a> {
                 format!("moved to {DEAD_LETTERS}: {error}")
             }
         };
-        eprintln!(
+        common::log!(
             "event {subject} {} ({about}) -> {verdict} in {:.1} ms",
             entry.id,
             started.elapsed().as_secs_f64() * 1000.0
@@ -587,7 +587,7 @@ impl<'a> Session<'a> {
                     .redis
                     .run("XGROUP", &["CREATE", stream, self.group(), "0", "MKSTREAM"])
                 {
-                    Ok(_) => eprintln!(
+                    Ok(_) => common::log!(
                         "bus: created consumer group {} on {stream} (from the first entry)",
                         self.group()
                     ),

@@ -140,7 +140,7 @@ fn relay_own(bus: &Bus, redis: &Redis, conn: &Connection, ids: &[String]) -> Res
 
 /// A relay that failed: nothing is lost, the rows stay unrelayed.
 pub fn log_relay_failure(bus: &Bus, err: &anyhow::Error) {
-    eprintln!(
+    common::log!(
         "bus: {}: relay failed, the events wait in the outbox for the next tick: {err:#}",
         bus.service
     );
@@ -303,7 +303,7 @@ fn relay_again_after(bus: &Bus, conn: &Connection, before: i64, highest: i64) ->
             &[Value::Integer(before)],
         )
         .map_err(|err| anyhow!("marking lost events for a relay: {err:?}"))?;
-    eprintln!(
+    common::log!(
         "bus: {}: Redis came back without events it had acknowledged (its relay counter \
          is at {before}, this service had relayed up to {highest}): relaying {} again",
         bus.service,

@@ -35,7 +35,9 @@ impl Settings {
 fn number(name: &str, default: u64) -> u64 {
     match variables::get(name) {
         Ok(text) => text.trim().parse().unwrap_or_else(|_| {
-            eprintln!("bus: variable `{name}` = `{text}` is not a whole number; using {default}");
+            common::log!(
+                "bus: variable `{name}` = `{text}` is not a whole number; using {default}"
+            );
             default
         }),
         Err(_) => default,

@@ -152,7 +152,7 @@ fn warn(reason: NotConfigured) {
     });
     // Without the database, saying it too often beats not saying it.
     if due.unwrap_or(true) {
-        eprintln!(
+        common::log!(
             "warning: payments are not configured, so every payment is refused (503): {}",
             reason.explanation()
         );

@@ -92,6 +92,7 @@ pub fn run(project: &Project) -> Result<()> {
         .arg("--target-dir")
         .arg(web::frontend_target_dir(project))
         .run()?;
+    compile_once(project)?;
     step("Unit, black-box and browser tests of the workspace");
     cargo().args(["test", "--workspace", "--locked"]).run()?;
     eprintln!(
@@ -105,6 +106,33 @@ pub fn run(project: &Project) -> Result<()> {
             eprintln!("the k8s check used SpinKube's CRDs in {}", dir.display())
         }
         crate::k8s::SpinKubeSchemas::Project => eprintln!("{}", crate::k8s::skipped_crd_check()),
+    }
+    Ok(())
+}
+
+/// Builds the host the tests use and compiles every module of the test apps once, into
+/// the compiled-code cache the harness gives each host (`host-cache` beside it). Tests
+/// run side by side; left to them, each that starts an app first would compile every
+/// module at the same time as the others, and on a busy machine a start could outlast
+/// the harness's start timeout.
+fn compile_once(project: &Project) -> Result<()> {
+    step("Compiling the test apps' modules once, for all the tests (host compile)");
+    project
+        .toolchain
+        .cargo(&project.sh)
+        .args(["build", "--package", "host", "--locked"])
+        .run()?;
+    let host = project.target_dir().join("debug").join("host");
+    let cache = host.with_file_name("host-cache");
+    for manifest in [build::APP, build::PROBE, build::BUS_PROBE] {
+        project
+            .sh
+            .cmd(&host)
+            .args(["compile", "--from"])
+            .arg(project.root.join(manifest))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .run()?;
     }
     Ok(())
 }

@@ -17,7 +17,12 @@ use crate::redis_server::Redis;
 use crate::runtime::{Runtime, host_binary};
 use crate::{eventually, free_port};
 
-/// How long a start may take: the first start compiles every component.
+/// How long a start may take. Measured on 2 cores: the dev host with a warm
+/// compiled-code cache (`cargo xtask test` compiles every test app once before the
+/// tests) serves within a second; with an empty one it compiles the app's six modules
+/// in about 5 s, and several tests doing that at once on a busy machine took up to
+/// 40 s each. The timeout keeps more than four times the worst of these as margin, so
+/// a start that fails it is stuck, not slow.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub struct AppBuilder {

@@ -4,7 +4,7 @@
 //! included) as an error.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -97,6 +97,25 @@ pub struct Load {
     connections: usize,
     requests: Requests,
     cookie: Option<String>,
+    /// Requests per second at a fixed arrival rate (open loop), or None: each
+    /// connection sends its next request when the answer is in (closed loop).
+    rate: Option<f64>,
+}
+
+/// The open loop's timetable: request `n` is due at `start + n / rate`, whichever
+/// connection is free to send it. A request that waits for a free connection counts
+/// that wait in its latency, as a user's would (queueing is not hidden).
+struct Timetable {
+    start: Instant,
+    rate: f64,
+    next: AtomicU64,
+}
+
+impl Timetable {
+    fn take(&self) -> Instant {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.start + Duration::from_secs_f64(n as f64 / self.rate)
+    }
 }
 
 /// What one run measured.
@@ -115,7 +134,14 @@ impl Load {
             connections,
             requests,
             cookie: None,
+            rate: None,
         }
+    }
+
+    /// Sends `rate` requests per second on schedule, whatever the answers take.
+    pub fn open_loop(mut self, rate: f64) -> Load {
+        self.rate = Some(rate);
+        self
     }
 
     /// Sends `Cookie: <cookie>` with every request (a signed-in user).
@@ -132,6 +158,13 @@ impl Load {
             counted_from: started + warm_up,
             until: started + warm_up + measure,
         };
+        let timetable = self.rate.map(|rate| {
+            Arc::new(Timetable {
+                start: started,
+                rate,
+                next: Default::default(),
+            })
+        });
         let workers: Vec<_> = (0..self.connections)
             .map(|_| {
                 tokio::spawn(connection(
@@ -139,6 +172,7 @@ impl Load {
                     self.requests.clone(),
                     self.cookie.clone(),
                     window,
+                    timetable.clone(),
                 ))
             })
             .collect();
@@ -182,6 +216,7 @@ async fn connection(
     requests: Requests,
     cookie: Option<String>,
     window: Window,
+    timetable: Option<Arc<Timetable>>,
 ) -> Result<Measured> {
     let authority = base.authority().context("a URL with a host")?.to_string();
     let mut measured = Measured {
@@ -215,7 +250,24 @@ async fn connection(
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let request = request.body(Full::new(spec.body.clone().unwrap_or_default()))?;
-        let sent = Instant::now();
+        let sent = match &timetable {
+            None => Instant::now(),
+            Some(timetable) => {
+                let due = timetable.take();
+                if due >= window.until {
+                    break;
+                }
+                if due > Instant::now() {
+                    // Early: wait, and time from when it could go (the timer's own
+                    // lateness is not the server's).
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    // Late because every connection was busy: the wait counts.
+                    due
+                }
+            }
+        };
         let answer = match sender.as_mut() {
             Some(open) => Ok(open),
             None => connect(&authority).await.map(|open| sender.insert(open)),
@@ -354,5 +406,38 @@ mod tests {
         .expect("a server that refuses is measured, not a failed run");
         assert!(summary.latencies.is_empty());
         assert!(summary.errors >= 2, "{} errors", summary.errors);
+    }
+
+    /// A server that answers every request of every connection at once.
+    fn answering() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    while read_request(&mut socket) {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(answer).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_open_loop_sends_its_rate_not_what_the_server_could_take() {
+        let base = answering();
+        let summary = Load::new(&base, 4, Requests::Same(Request::get("/")))
+            .open_loop(100.0)
+            .run(Duration::ZERO, Duration::from_secs(1))
+            .await
+            .expect("the load runs");
+        // 100 requests are due in the second; a closed loop would send thousands.
+        let sent = summary.latencies.len() + summary.errors;
+        assert!((95..=101).contains(&sent), "{sent} requests");
+        assert_eq!(summary.errors, 0);
     }
 }

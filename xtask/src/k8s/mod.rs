@@ -231,7 +231,38 @@ fn check_objects(overlay: &str, objects: &[Value], facts: &Facts) -> Vec<String>
     problems.extend(references(objects, facts));
     problems.extend(app_coverage(objects, facts));
     problems.extend(autoscaling(objects));
+    problems.extend(start_budget(objects));
     problems.extend(payment_provider(overlay, objects));
+    problems
+}
+
+/// The longest start measured on SpinKube's shim: every component compiled at pod
+/// start, 109 s to the first answer on a busy 2-core node.
+const LONGEST_MEASURED_START_SECONDS: i64 = 109;
+
+/// A liveness probe lets a pod start: SpinApp has no startup probe, so the liveness
+/// probe's first failures must outlast the slowest measured start, or a busy node
+/// restarts the pod before it ever answers (Kubernetes' defaults: 10 s delay, 3
+/// failures 10 s apart).
+fn start_budget(objects: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for app in of_kind(objects, "SpinApp") {
+        let liveness = &app["spec"]["checks"]["liveness"];
+        if liveness.is_null() {
+            continue;
+        }
+        let field = |name: &str, default: i64| liveness[name].as_i64().unwrap_or(default);
+        let budget = field("initialDelaySeconds", 10)
+            + field("failureThreshold", 3) * field("periodSeconds", 10);
+        if budget < LONGEST_MEASURED_START_SECONDS * 3 / 2 {
+            problems.push(format!(
+                "{}: the liveness probe restarts a pod that has not answered within {budget} s, \
+                 but a start has been measured at {LONGEST_MEASURED_START_SECONDS} s; give it \
+                 half as much again (initialDelaySeconds + failureThreshold × periodSeconds)",
+                describe(app)
+            ));
+        }
+    }
     problems
 }
 
@@ -761,6 +792,17 @@ mod tests {
             });
         });
         assert_one_problem_mentions(&problems, "comes from a Secret");
+    }
+
+    #[test]
+    fn a_liveness_probe_must_outlast_the_slowest_measured_start() {
+        let problems = problems_with(|app| {
+            let liveness = &mut app["spec"]["checks"]["liveness"];
+            liveness["initialDelaySeconds"] = json!(30);
+            liveness["periodSeconds"] = json!(15);
+            liveness["failureThreshold"] = json!(3);
+        });
+        assert_one_problem_mentions(&problems, "has not answered within 75 s");
     }
 
     #[test]

@@ -152,10 +152,9 @@ fn compile(args: Args) -> Result<()> {
         compiled += usize::from(!loaded.from_cache);
     }
     console::log!(
-        "{} modules in {} ({compiled} compiled, {} already there)",
-        sources.len(),
+        "compiled-code cache {}: {compiled} of {} modules compiled, the others were there",
         cache_dir.display(),
-        sources.len() - compiled
+        sources.len(),
     );
     Ok(())
 }

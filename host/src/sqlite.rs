@@ -163,7 +163,8 @@ impl sqlite::HostConnection for State {
             .table
             .get_mut(&connection)
             .map_err(|_| Error::InvalidConnection)?;
-        if resource.writing.is_none() && needs_write_turn(resource.connection(), &statement) {
+        let kind = Kind::of(resource.connection(), &statement);
+        if resource.writing.is_none() && kind == Kind::Write {
             let queue = resource.database.writer.clone().lock_owned();
             let turn = tokio::time::timeout(BUSY_TIMEOUT, queue)
                 .await
@@ -171,7 +172,11 @@ impl sqlite::HostConnection for State {
             resource.writing = Some(turn);
         }
         let connection = resource.connection();
-        let result = match read_without_waiting(connection, &statement, &parameters) {
+        let in_place = match kind {
+            Kind::Read => read_without_waiting(connection, &statement, &parameters),
+            Kind::Write | Kind::Other => None,
+        };
+        let result = match in_place {
             Some(result) => result,
             // A lock wait can take seconds: let the runtime move other work off this
             // thread.
@@ -191,9 +196,56 @@ impl sqlite::HostConnection for State {
     }
 }
 
-/// A read outside any transaction, run on the calling thread if it needs no waiting:
-/// None when it is no such read, or when it would wait for a lock (a writer committing
-/// in rollback-journal mode), to be run again where it may block.
+/// What a statement needs before it runs, from one look at it on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// It takes the write lock on a connection that holds no turn: a write
+    /// transaction's `BEGIN`, or a write outside any transaction (autocommit). A write
+    /// inside a deferred `BEGIN` meets SQLite's busy handler, as in Spin.
+    Write,
+    /// A read outside any transaction: it runs in place unless it would wait.
+    Read,
+    /// Anything else: inside a transaction, transaction control (SQLite calls `COMMIT`
+    /// read-only, but it writes and waits for the disk), or not SQL at all.
+    Other,
+}
+
+impl Kind {
+    fn of(connection: &rusqlite::Connection, statement: &str) -> Kind {
+        let mut words = keywords(statement);
+        let first = words.next().unwrap_or_default();
+        let second = words.next().unwrap_or_default();
+        // A deferred `BEGIN` takes no write lock.
+        if first.eq_ignore_ascii_case("BEGIN")
+            && (second.eq_ignore_ascii_case("IMMEDIATE")
+                || second.eq_ignore_ascii_case("EXCLUSIVE"))
+        {
+            return Kind::Write;
+        }
+        let transaction_control = ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]
+            .iter()
+            .any(|control| first.eq_ignore_ascii_case(control));
+        if transaction_control || !connection.is_autocommit() {
+            return Kind::Other;
+        }
+        match connection.prepare_cached(statement) {
+            Ok(prepared) if prepared.readonly() => Kind::Read,
+            Ok(_) => Kind::Write,
+            Err(_) => Kind::Other,
+        }
+    }
+}
+
+/// The statement's words, letters only (`" BEGIN\nIMMEDIATE;"` is BEGIN, IMMEDIATE).
+fn keywords(statement: &str) -> impl Iterator<Item = &str> {
+    statement
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|word| !word.is_empty())
+}
+
+/// Runs a [`Kind::Read`] on the calling thread if it needs no waiting; None when it
+/// would wait for a lock (a writer committing in rollback-journal mode), to be run
+/// again where it may block.
 ///
 /// Handing the thread over to block (`block_in_place`) costs more than a point read
 /// itself: a third of the host's time on `GET /api/tickets/:id`.
@@ -202,14 +254,7 @@ fn read_without_waiting(
     statement: &str,
     parameters: &[Value],
 ) -> Option<rusqlite::Result<QueryResult>> {
-    let reads = connection.is_autocommit()
-        && !is_transaction_control(statement)
-        && connection
-            .prepare_cached(statement)
-            .is_ok_and(|prepared| prepared.readonly());
-    if !reads || connection.busy_timeout(Duration::ZERO).is_err() {
-        return None;
-    }
+    connection.busy_timeout(Duration::ZERO).ok()?;
     let result = execute(connection, statement, parameters);
     connection.busy_timeout(BUSY_TIMEOUT).ok()?;
     match result {
@@ -222,45 +267,8 @@ fn read_without_waiting(
     }
 }
 
-/// `BEGIN`, `COMMIT`, `END`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`: SQLite calls them
-/// read-only, but a `COMMIT` writes and waits for the disk.
-fn is_transaction_control(statement: &str) -> bool {
-    let first = statement
-        .trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or_default();
-    ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]
-        .iter()
-        .any(|word| first.eq_ignore_ascii_case(word))
-}
-
 /// What SQLite says when the write lock stays taken for the whole busy timeout.
 const LOCKED: &str = "database is locked";
-
-/// Whether the statement takes the write lock on a connection that holds no turn: a
-/// write transaction's `BEGIN`, or a write outside any transaction (autocommit). A
-/// write inside a deferred `BEGIN` meets SQLite's busy handler, as in Spin.
-fn needs_write_turn(connection: &rusqlite::Connection, statement: &str) -> bool {
-    begins_write_transaction(statement)
-        || (connection.is_autocommit()
-            && connection
-                .prepare_cached(statement)
-                .is_ok_and(|prepared| !prepared.readonly()))
-}
-
-/// `BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE` (a deferred `BEGIN` takes no write lock).
-fn begins_write_transaction(statement: &str) -> bool {
-    let mut words = statement
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|word| !word.is_empty());
-    words
-        .next()
-        .is_some_and(|word| word.eq_ignore_ascii_case("BEGIN"))
-        && words.next().is_some_and(|word| {
-            word.eq_ignore_ascii_case("IMMEDIATE") || word.eq_ignore_ascii_case("EXCLUSIVE")
-        })
-}
 
 fn execute(
     connection: &rusqlite::Connection,
@@ -387,12 +395,14 @@ mod tests {
 
     #[test]
     fn write_transactions_are_recognized_by_their_begin() {
+        let (_dir, database) = database();
+        let connection = database.take().unwrap();
         for statement in [
             "BEGIN IMMEDIATE",
             "begin exclusive transaction",
             " BEGIN\nIMMEDIATE;",
         ] {
-            assert!(begins_write_transaction(statement), "{statement}");
+            assert_eq!(Kind::of(&connection, statement), Kind::Write, "{statement}");
         }
         for statement in [
             "BEGIN",
@@ -401,7 +411,7 @@ mod tests {
             "COMMIT",
             "",
         ] {
-            assert!(!begins_write_transaction(statement), "{statement}");
+            assert_ne!(Kind::of(&connection, statement), Kind::Write, "{statement}");
         }
     }
 
@@ -410,14 +420,15 @@ mod tests {
         let (_dir, database) = database();
         let connection = database.take().unwrap();
         execute(&connection, "CREATE TABLE t (x)", &[]).unwrap();
-        assert!(needs_write_turn(&connection, "INSERT INTO t VALUES (1)"));
-        assert!(needs_write_turn(&connection, "UPDATE t SET x = 2"));
-        assert!(needs_write_turn(&connection, "BEGIN IMMEDIATE"));
-        assert!(!needs_write_turn(&connection, "SELECT x FROM t"));
-        assert!(!needs_write_turn(&connection, "BEGIN"));
-        assert!(!needs_write_turn(&connection, "not SQL at all"));
+        let kind = |statement| Kind::of(&connection, statement);
+        assert_eq!(kind("INSERT INTO t VALUES (1)"), Kind::Write);
+        assert_eq!(kind("UPDATE t SET x = 2"), Kind::Write);
+        assert_eq!(kind("BEGIN IMMEDIATE"), Kind::Write);
+        assert_ne!(kind("SELECT x FROM t"), Kind::Write);
+        assert_ne!(kind("BEGIN"), Kind::Write);
+        assert_ne!(kind("not SQL at all"), Kind::Write);
         execute(&connection, "BEGIN", &[]).unwrap();
-        assert!(!needs_write_turn(&connection, "INSERT INTO t VALUES (1)"));
+        assert_ne!(kind("INSERT INTO t VALUES (1)"), Kind::Write);
     }
 
     #[test]
@@ -437,13 +448,11 @@ mod tests {
         let reader = database.take().unwrap();
         execute(&reader, "CREATE TABLE t (x)", &[]).unwrap();
         execute(&reader, "INSERT INTO t VALUES (1)", &[]).unwrap();
+        assert_eq!(Kind::of(&reader, "SELECT x FROM t"), Kind::Read);
         let read = read_without_waiting(&reader, "SELECT x FROM t", &[]);
         assert!(read.is_some_and(|rows| rows.unwrap().rows.len() == 1));
         for other in ["INSERT INTO t VALUES (2)", "BEGIN", "COMMIT", " rollback"] {
-            assert!(
-                read_without_waiting(&reader, other, &[]).is_none(),
-                "{other}"
-            );
+            assert_ne!(Kind::of(&reader, other), Kind::Read, "{other}");
         }
 
         // A writer holding the lock to commit: the read would wait, so it is not run here.
@@ -454,6 +463,6 @@ mod tests {
 
         // Inside a transaction every statement goes where it may block.
         execute(&reader, "BEGIN", &[]).unwrap();
-        assert!(read_without_waiting(&reader, "SELECT x FROM t", &[]).is_none());
+        assert_eq!(Kind::of(&reader, "SELECT x FROM t"), Kind::Other);
     }
 }

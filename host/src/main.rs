@@ -110,16 +110,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
 
 fn main() -> ExitCode {
     let result = parse_args(std::env::args().skip(1)).and_then(|args| {
+        if args.compile_only {
+            return compile(&args);
+        }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(async {
-                if args.compile_only {
-                    compile(args)
-                } else {
-                    up(args).await
-                }
-            })
+            .block_on(up(args))
     });
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,14 +129,31 @@ fn main() -> ExitCode {
     code
 }
 
-/// `host compile`: every component of the manifest compiled into the cache.
-fn compile(args: Args) -> Result<()> {
-    let app = manifest::load(&args.manifest)?;
-    let cache_dir = args.cache_dir.unwrap_or_else(|| {
-        args.state_dir
+impl Args {
+    /// `--state-dir`, by default `.spin/` next to the manifest.
+    fn state_dir(&self, app: &manifest::App) -> PathBuf {
+        self.state_dir
+            .clone()
             .unwrap_or_else(|| app.dir.join(".spin"))
-            .join("cache")
-    });
+    }
+
+    /// Where compiled code is cached: `--cache-dir`, by default `<state-dir>/cache`;
+    /// None with `--disable-cache`.
+    fn cache_dir(&self, app: &manifest::App) -> Option<PathBuf> {
+        match (&self.cache_dir, self.disable_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => Some(self.state_dir(app).join("cache")),
+        }
+    }
+}
+
+/// `host compile`: every component of the manifest compiled into the cache.
+fn compile(args: &Args) -> Result<()> {
+    let app = manifest::load(&args.manifest)?;
+    let cache_dir = args
+        .cache_dir(&app)
+        .context("`host compile` fills the cache: --disable-cache leaves it nothing to do")?;
     let engine = engine::new_engine()?;
     let sources: std::collections::BTreeSet<_> = app
         .components
@@ -162,20 +176,13 @@ fn compile(args: Args) -> Result<()> {
 async fn up(args: Args) -> Result<()> {
     let started = Instant::now();
     let app = manifest::load(&args.manifest)?;
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| app.dir.join(".spin"));
+    let state_dir = args.state_dir(&app);
     let runtime_config = match &args.runtime_config {
         Some(path) => RuntimeConfig::load(path, &state_dir)?,
         None => RuntimeConfig::defaults(&state_dir),
     };
     let values = Values::resolve(&app.variables, |name| std::env::var(name).ok())?;
-    let cache_dir = match (&args.cache_dir, args.disable_cache) {
-        (_, true) => None,
-        (Some(dir), false) => Some(dir.clone()),
-        (None, false) => Some(state_dir.join("cache")),
-    };
+    let cache_dir = args.cache_dir(&app);
     let running = tokio::task::block_in_place(|| {
         app::build(
             &app,

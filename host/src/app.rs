@@ -2,7 +2,6 @@
 //! every component compiled once and pre-instantiated, its grants resolved, the HTTP
 //! routes and Redis subscriptions laid out.
 
-use crate::console::log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::bindings::{RedisTriggerPre, SpinImports};
+use crate::console::log;
 use crate::engine;
 use crate::key_value::{self, Backend};
 use crate::manifest::{App, FileMount};

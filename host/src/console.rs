@@ -3,10 +3,10 @@
 //! Every request and every Redis message leaves a line (the host's own, and the
 //! component's). Written one `write` each they cost a system call per line on the
 //! serving threads, a tenth of the host's time on a cheap route. Here a line is
-//! appended to a buffer under a lock, and a writer thread writes whatever has gathered
-//! in one call, so under load many lines share a write and an idle host still shows a
-//! line at once. Lines of one stream keep their order; [`flush`] writes what is held
-//! (before the process exits).
+//! appended to a buffer under a lock, and a writer thread, woken by the first line,
+//! lets lines gather for 2 ms and writes them in one call: under load many lines share
+//! a write, and an idle host shows a line 2 ms late. Lines of one stream keep their
+//! order; [`flush`] writes what is held (before the process exits).
 
 use std::io::Write;
 use std::sync::{Condvar, Mutex, OnceLock};

@@ -2,7 +2,6 @@
 //! preview1 adapter (as Spin does), compile each once, and keep compiled code in an
 //! on-disk cache so a restart skips compilation.
 
-use crate::console::log;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +10,8 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::console::log;
 
 /// How much of a freed instance's linear memory stays mapped, to be reset in place:
 /// the components' initial memory (`crates/component-build.rs`), where a request's

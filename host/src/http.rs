@@ -1,7 +1,6 @@
 //! The HTTP trigger: a hyper server that routes each request as Spin does, adds
 //! Spin's request headers, and runs a fresh instance of the component for it.
 
-use crate::console::log;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +22,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{HttpComponent, RunningApp};
+use crate::console::log;
 use crate::routes::{Match, RoutePattern};
 use crate::state::State;
 

@@ -12,7 +12,6 @@
 //! app; this host logs it and reconnects with backoff, so a Redis restart during a
 //! local run or a test does not take HTTP down with it.
 
-use crate::console::log;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use tokio::sync::watch;
 use wasmtime::Store;
 
 use crate::app::{RedisSubscription, RunningApp};
+use crate::console::log;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);

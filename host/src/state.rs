@@ -1,7 +1,6 @@
 //! What a component may use (`ComponentRuntime`, built once at start) and the state of
 //! one instance (`State`, a fresh one per request or message).
 
-use crate::console::log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::bindings::spin::{key_value, sqlite};
+use crate::console::log;
 use crate::outbound_http::OutboundHttp;
 use crate::redis_outbound::Pools;
 use crate::sqlite::Database;

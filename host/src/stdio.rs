@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 pub use crate::console::Console;
 
@@ -74,40 +74,35 @@ struct PrefixedWriter {
 }
 
 impl PrefixedWriter {
-    fn write_prefixed(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match whole_lines(&mut self.pending, bytes) {
-            Some(lines) => self.write_console(&lines),
-            None => Ok(()),
+    fn write_prefixed(&mut self, bytes: &[u8]) {
+        if let Some(lines) = whole_lines(&mut self.pending, bytes) {
+            self.write_console(&lines);
         }
     }
 
     /// Writes what is held, newline or not (the stream is closing).
-    fn write_pending(&mut self) -> io::Result<()> {
+    fn write_pending(&mut self) {
         if self.pending.is_empty() {
-            return Ok(());
+            return;
         }
         let mut rest = std::mem::take(&mut self.pending);
         if !rest.ends_with(b"\n") {
             rest.push(b'\n');
         }
-        self.write_console(&rest)
+        self.write_console(&rest);
     }
 
-    fn write_console(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Hands the lines to the console, which writes them by itself about 2 ms later
+    /// (a flush has nothing to do), and cannot fail.
+    fn write_console(&mut self, bytes: &[u8]) {
         let text = prefix_lines(&self.prefix, bytes, &mut self.at_line_start);
         crate::console::write(self.console, &text);
-        Ok(())
-    }
-
-    /// The console writes what it holds by itself, at once when idle.
-    fn flush_console(&self) -> io::Result<()> {
-        Ok(())
     }
 }
 
 impl Drop for PrefixedWriter {
     fn drop(&mut self) {
-        let _ = self.write_pending();
+        self.write_pending();
     }
 }
 
@@ -138,13 +133,12 @@ fn prefix_lines(prefix: &str, bytes: &[u8], at_line_start: &mut bool) -> Vec<u8>
 
 impl OutputStream for PrefixedWriter {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.write_prefixed(&bytes)
-            .map_err(|err| StreamError::LastOperationFailed(err.into()))
+        self.write_prefixed(&bytes);
+        Ok(())
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        self.flush_console()
-            .map_err(|err| StreamError::LastOperationFailed(err.into()))
+        Ok(())
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
@@ -163,11 +157,12 @@ impl AsyncWrite for PrefixedWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.write_prefixed(buf).map(|()| buf.len()))
+        self.write_prefixed(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.flush_console())
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

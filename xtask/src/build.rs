@@ -141,3 +141,41 @@ pub fn run_with_host(project: &Project, package: &str, release: bool, args: &[&s
         .run()?;
     Ok(())
 }
+
+/// The initial memory `crates/component-build.rs` links every component with: a
+/// request's stack, data and heap fit in it, so no request grows the memory (each
+/// growth costs the runtime page-table changes on every core).
+pub const COMPONENT_INITIAL_MEMORY: u64 = 8 << 20;
+
+/// The initial size of a wasm module's linear memory, in bytes.
+pub fn initial_memory(module: &Path) -> Result<u64> {
+    let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    initial_memory_of(&bytes).with_context(|| format!("reading {}", module.display()))
+}
+
+fn initial_memory_of(module: &[u8]) -> Result<u64> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::MemorySection(memories) = payload?
+            && let Some(memory) = memories.into_iter().next()
+        {
+            let memory = memory?;
+            let page = memory.page_size_log2.map_or(1 << 16, |log2| 1u64 << log2);
+            return Ok(memory.initial * page);
+        }
+    }
+    anyhow::bail!("the module defines no memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_memory_is_read_in_bytes() {
+        // The wasm header, then a memory section: one memory of 128 pages, no maximum.
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.extend([0x05, 0x04, 0x01, 0x00, 0x80, 0x01]);
+        assert_eq!(initial_memory_of(&module).unwrap(), 8 << 20);
+        assert!(initial_memory_of(b"\0asm\x01\0\0\0").is_err());
+    }
+}

@@ -51,6 +51,16 @@ pub fn run(project: &Project) -> Result<()> {
         .into_iter()
         .filter(|built| app.components.contains(&built.component))
     {
+        let memory = build::initial_memory(&component.module)?;
+        if memory != build::COMPONENT_INITIAL_MEMORY {
+            bail!(
+                "{} starts with {memory} bytes of memory, not the {} that \
+                 crates/component-build.rs links every component with: is its Cargo.toml \
+                 missing `build = \"../../crates/component-build.rs\"`?",
+                component.module.display(),
+                build::COMPONENT_INITIAL_MEMORY
+            );
+        }
         let world = component.component.package;
         if checked.insert(world.clone()) {
             let imports = wit.check_world(&component.module, &world)?;

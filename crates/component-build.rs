@@ -9,7 +9,7 @@
 //! every core. With 8 MiB to begin with, a request stays within it (a list of 1,000
 //! tickets included) and no page is touched that the request does not use: the
 //! runtime maps memory lazily, so the size costs address space, not RAM.
-//! docs/benchmarks.md has the figures.
+//! docs/performance.md has the figures.
 
 /// 8 MiB, in bytes (a multiple of the 64 KiB wasm page).
 const INITIAL_MEMORY: u64 = 8 << 20;

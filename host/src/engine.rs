@@ -36,8 +36,8 @@ pub fn new_engine() -> Result<Engine> {
     // TLBs of every core each time (half the host's time on a trivial route). The
     // `PAGEMAP_SCAN` ioctl (Linux 6.7+) finds the pages the instance wrote, and only
     // those are restored; with no ioctl, the memory is given back as before (a memset of
-    // all of it would cost more). Tables (small) are reset with memset. Measured in
-    // docs/benchmarks.md ("The host's own overhead").
+    // all of it would cost more). Tables (small) are reset with memset. The settings
+    // tried and their figures: docs/performance.md.
     pooling.pagemap_scan(Enabled::Auto);
     if PoolingAllocationConfig::is_pagemap_scan_available() {
         pooling.linear_memory_keep_resident(KEEP_RESIDENT);

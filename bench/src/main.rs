@@ -137,19 +137,19 @@ struct Bench {
 }
 
 impl Bench {
-    fn load(
+    /// `requests` in a closed loop, on the app and on the baseline.
+    fn pair(
         &self,
-        base: &str,
+        name: &str,
+        native: &Server,
         connections: usize,
-        requests: Requests,
+        requests: (Requests, Requests),
         signed_in: bool,
-    ) -> Result<Summary> {
+    ) -> Result<Pair> {
         let cookie = signed_in.then_some(self.cookie.as_str());
-        self.runtime.block_on(
-            Load::new(base, connections, requests)
-                .cookie(cookie)
-                .run(WARM_UP, MEASURE),
-        )
+        self.pair_with(name, native, connections, requests, |load| {
+            load.cookie(cookie)
+        })
     }
 
     /// `requests` at a fixed arrival rate, on the app and on the baseline.
@@ -159,38 +159,30 @@ impl Bench {
         native: &Server,
         requests: (Requests, Requests),
     ) -> Result<Pair> {
-        eprintln!("loading {name} ...");
-        let load = |base: &str, requests| {
-            self.runtime.block_on(
-                Load::new(base, OPEN_LOOP_CONNECTIONS, requests)
-                    .open_loop(OPEN_LOOP_RATE)
-                    .run(WARM_UP, MEASURE),
-            )
-        };
-        Ok(Pair {
-            name: name.to_owned(),
-            connections: OPEN_LOOP_CONNECTIONS,
-            host: load(&self.app, requests.0)?,
-            native: load(&native.url, requests.1)?,
+        self.pair_with(name, native, OPEN_LOOP_CONNECTIONS, requests, |load| {
+            load.open_loop(OPEN_LOOP_RATE)
         })
     }
 
-    fn pair(
+    /// Loads the app, then the baseline, each as `configure` sets the load up.
+    fn pair_with(
         &self,
         name: &str,
         native: &Server,
         connections: usize,
         requests: (Requests, Requests),
-        signed_in: bool,
+        configure: impl Fn(Load) -> Load,
     ) -> Result<Pair> {
         eprintln!("loading {name} with {connections} connections ...");
-        let host = self.load(&self.app, connections, requests.0, signed_in)?;
-        let native = self.load(&native.url, connections, requests.1, signed_in)?;
+        let load = |base: &str, requests| {
+            self.runtime
+                .block_on(configure(Load::new(base, connections, requests)).run(WARM_UP, MEASURE))
+        };
         Ok(Pair {
             name: name.to_owned(),
             connections,
-            host,
-            native,
+            host: load(&self.app, requests.0)?,
+            native: load(&native.url, requests.1)?,
         })
     }
 }

@@ -48,8 +48,9 @@ cargo xtask <command>
               handlers, malformed input, crashes, faults under load, secrets in logs,
               then a soak with reconciliation (`--soak MINUTES`, default 10)
               (docs/reliability.md)
-  image       the app as an OCI image (target/image/); `image --push <ref>` pushes it
-              and pulls it back to check every file
+  image       the app as an OCI image laid out as `spin registry push` does (Wasm
+              layers the shim precompiles, Spin's locked app) in target/image/;
+              `image --push <ref>` pushes it and pulls it back to check every file
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (Kubernetes
               schemas, spin-operator's webhook rules, references; SpinKube's CRDs
               with `--crds DIR` or SPINKUBE_CRDS, else the project's schema of the
@@ -136,4 +137,15 @@ impl Project {
 /// Announces a step, so a long run reads as a list of what happened.
 pub fn step(title: &str) {
     eprintln!("\n==> {title}");
+}
+
+/// For tests: the checkout `cargo test` runs in (the path compiled in may be another
+/// checkout's, when two share a target directory).
+#[cfg(test)]
+fn checkout() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
 }

@@ -46,9 +46,9 @@ pub fn app_redis_url(project: &Project) -> Result<String> {
     }
     let app = manifest::load(&project.root.join(build::APP))?;
     Ok(app
-        .variable_defaults
+        .variables
         .get("redis_url")
-        .cloned()
+        .and_then(|variable| variable.default.clone())
         .unwrap_or_default())
 }
 

@@ -214,7 +214,11 @@ impl Facts {
         Ok(Facts {
             spinkube,
             components,
-            variables: app.variables,
+            variables: app
+                .variables
+                .iter()
+                .map(|(name, variable)| (name.clone(), variable.required()))
+                .collect(),
             user_secrets,
         })
     }
@@ -237,7 +241,8 @@ fn check_objects(overlay: &str, objects: &[Value], facts: &Facts) -> Vec<String>
 }
 
 /// The longest start measured on SpinKube's shim: every component compiled at pod
-/// start, 109 s to the first answer on a busy 2-core node.
+/// start, 109 s to the first answer on a busy 2-core node (with the earlier image; the
+/// first start of an image on a node still compiles every component).
 const LONGEST_MEASURED_START_SECONDS: i64 = 109;
 
 /// A liveness probe lets a pod start: SpinApp has no startup probe, so the liveness
@@ -638,20 +643,10 @@ fn validate_core(
 mod tests {
     use super::*;
 
-    /// The checkout `cargo test` runs in (the path compiled in may be another
-    /// checkout's, when two share a target directory).
-    fn root() -> PathBuf {
-        std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-            .parent()
-            .expect("xtask is in the workspace")
-            .to_path_buf()
-    }
-
     /// The default overlay's objects, as kustomize would combine them (without
     /// kustomize: these tests need no tool).
     fn default_overlay() -> Vec<Value> {
-        let root = root();
+        let root = crate::checkout();
         [
             "k8s/SpinKube/base/executor.yaml",
             "k8s/SpinKube/base/config.yaml",
@@ -694,7 +689,7 @@ mod tests {
             .map(|source| {
                 let label = source.to_string();
                 let schemas = spinkube::Schemas::load(source).unwrap();
-                let facts = Facts::load(&root(), schemas).unwrap();
+                let facts = Facts::load(&crate::checkout(), schemas).unwrap();
                 let mut objects = default_overlay();
                 change(&mut objects);
                 (label, check_objects(overlay, &objects, &facts))

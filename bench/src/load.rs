@@ -331,6 +331,19 @@ impl Summary {
     }
 }
 
+#[cfg(test)]
+impl Summary {
+    /// `answers` answers of `latency` each over one second, no errors: figures for the
+    /// report's tests.
+    pub fn of(answers: usize, latency: Duration) -> Summary {
+        Summary {
+            latencies: vec![latency; answers],
+            elapsed: Duration::from_secs(1),
+            errors: 0,
+        }
+    }
+}
+
 /// The nearest-rank percentile of sorted values; `None` when there are none.
 pub fn percentile<T: Copy>(sorted: &[T], percent: f64) -> Option<T> {
     let last = sorted.len().checked_sub(1)?;

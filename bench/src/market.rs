@@ -1,5 +1,6 @@
 //! The data the bench runs on: a seller's tickets listed through the app's API, a
-//! buyer's session, and consistent copies of the databases for the native baseline.
+//! buyer's session, and consistent copies of the databases for the native baseline;
+//! the same market on each runtime the app is measured on.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use harness::{App, Client};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
+
+use crate::Side;
 
 /// Listing requests in flight at once while seeding.
 const SEEDERS: usize = 8;
@@ -143,6 +146,76 @@ impl<'a> Market<'a> {
                 .with_context(|| format!("copying {name}.db"))?;
         }
         Ok(())
+    }
+}
+
+/// The same market on each app the bench loads: on the host, and on real Spin when it
+/// is measured too. Each lists the same tickets through its own API (so their ids
+/// differ) and has its own signed-in buyer, with the same email and password.
+pub struct Markets<'a> {
+    pub host: Market<'a>,
+    pub spin: Option<Market<'a>>,
+}
+
+/// Tickets just listed, by their ids on each app.
+pub struct Listed {
+    host: Vec<String>,
+    /// Empty when Spin is not measured.
+    spin: Vec<String>,
+}
+
+impl Listed {
+    /// The ids `side` serves: the baseline's databases are a copy of the host's.
+    pub fn ids(&self, side: Side) -> &[String] {
+        match side {
+            Side::Host | Side::Native => &self.host,
+            Side::Spin => &self.spin,
+        }
+    }
+}
+
+impl<'a> Markets<'a> {
+    /// Signs the seller and the buyer up on each app.
+    pub fn open(host: &'a App, spin: Option<&'a App>) -> Result<Markets<'a>> {
+        Ok(Markets {
+            host: Market::open(host)?,
+            spin: spin.map(Market::open).transpose()?,
+        })
+    }
+
+    /// Lists `count` more tickets on each app.
+    pub fn list(&mut self, count: usize) -> Result<Listed> {
+        self.list_on_each(|market| market.list(count))
+    }
+
+    /// Lists on each app as many tickets as it takes to have `for_sale` for sale
+    /// (the apps have sold different numbers).
+    pub fn list_up_to(&mut self, for_sale: usize) -> Result<Listed> {
+        self.list_on_each(|market| {
+            let more = for_sale.saturating_sub(market.for_sale()?);
+            market.list(more)
+        })
+    }
+
+    /// Waits until each app's orders holds every ticket listed on it.
+    pub fn wait_until_orders_knows_all(&self) -> Result<()> {
+        std::iter::once(&self.host)
+            .chain(&self.spin)
+            .try_for_each(Market::wait_until_orders_knows_all)
+    }
+
+    /// Lists on the host, then on Spin, as `list` says: the ids each app gave.
+    fn list_on_each(
+        &mut self,
+        mut list: impl FnMut(&mut Market<'a>) -> Result<Vec<String>>,
+    ) -> Result<Listed> {
+        Ok(Listed {
+            host: list(&mut self.host)?,
+            spin: match &mut self.spin {
+                Some(market) => list(market)?,
+                None => Vec::new(),
+            },
+        })
     }
 }
 

@@ -142,6 +142,31 @@ impl Redis {
     /// An entry the service gave up on is acked too, after it went to `events:dead`:
     /// a test that means "applied" also checks [`Redis::dead_letters`].
     pub fn group_caught_up(&self, stream: &str, group: &str) -> bool {
+        self.groups(stream).is_none_or(|groups| {
+            groups
+                .iter()
+                .any(|(name, caught_up)| name == group && *caught_up)
+        })
+    }
+
+    /// Whether every consumer group of every stream of the bus (`events:*`) has caught
+    /// up, as [`Redis::group_caught_up`] means it: the services have applied everything
+    /// published so far, and a load's backlog is no longer running.
+    pub fn every_group_caught_up(&self) -> bool {
+        let streams: Vec<String> = redis::cmd("KEYS")
+            .arg("events:*")
+            .query(&mut self.connection())
+            .expect("KEYS");
+        streams.iter().all(|stream| {
+            self.groups(stream)
+                .is_none_or(|groups| groups.iter().all(|(_, caught_up)| *caught_up))
+        })
+    }
+
+    /// The consumer groups of `stream`, each with whether it has acked every entry
+    /// (none pending, and it has read up to the last); `None` when the stream has no
+    /// entries, so there is nothing to catch up on.
+    fn groups(&self, stream: &str) -> Option<Vec<(String, bool)>> {
         let mut connection = self.connection();
         let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
             .arg(stream)
@@ -151,25 +176,28 @@ impl Redis {
             .arg(1)
             .query(&mut connection)
             .expect("XREVRANGE");
-        let Some((last_id, _)) = last.into_iter().next() else {
-            return true;
-        };
+        let (last_id, _) = last.into_iter().next()?;
         let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(stream)
             .query(&mut connection)
             .expect("XINFO GROUPS");
-        groups.iter().any(|info| {
-            let text = |key: &str| match info.get(key) {
-                Some(redis::Value::BulkString(bytes)) => {
-                    String::from_utf8_lossy(bytes).into_owned()
-                }
-                Some(redis::Value::SimpleString(text)) => text.clone(),
-                Some(redis::Value::Int(number)) => number.to_string(),
-                _ => String::new(),
-            };
-            text("name") == group && text("pending") == "0" && text("last-delivered-id") == last_id
-        })
+        let groups = groups
+            .iter()
+            .map(|info| {
+                let text = |key: &str| match info.get(key) {
+                    Some(redis::Value::BulkString(bytes)) => {
+                        String::from_utf8_lossy(bytes).into_owned()
+                    }
+                    Some(redis::Value::SimpleString(text)) => text.clone(),
+                    Some(redis::Value::Int(number)) => number.to_string(),
+                    _ => String::new(),
+                };
+                let caught_up = text("pending") == "0" && text("last-delivered-id") == last_id;
+                (text("name"), caught_up)
+            })
+            .collect();
+        Some(groups)
     }
 
     /// The entries of `events:dead`, oldest first: what a consumer group gave up on

@@ -125,7 +125,21 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report.check(caught_up, || {
         format!("tickets did not catch up within {WAIT:?}")
     });
-    let (by_tick, by_doorbell) = applied_by(&listener.logs());
+    // The host prints a message's line after its invocation returns, so after the
+    // last acknowledgement: wait for the line that follows the last applied event.
+    let mut applied = Applied::default();
+    crate::poll_until(LOG_LINE_WAIT, || {
+        applied = applied_by(&listener.logs());
+        applied.unattributed == 0
+    });
+    let Applied {
+        by_tick,
+        by_doorbell,
+        unattributed,
+    } = applied;
+    report.check(unattributed == 0, || {
+        format!("{unattributed} applied events have no message line after them in the log")
+    });
     report.check(by_tick > 0, || {
         format!("no tick applied the backlog ({by_doorbell} events applied on doorbells)")
     });
@@ -202,24 +216,36 @@ pub fn run(size: Size, logbook: &Logbook) -> Report {
     report
 }
 
+/// How long the host's line for a message may follow its last acknowledgement.
+const LOG_LINE_WAIT: Duration = Duration::from_secs(5);
+
+/// Events a listener process applied, by what woke it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Applied {
+    by_tick: usize,
+    by_doorbell: usize,
+    /// Applied, but the message's line is not in the log (yet).
+    unattributed: usize,
+}
+
 /// How many events a listener process applied on ticks and on doorbells, read from the
 /// host's log: it handles one Redis message at a time, and prints its line for a
 /// message (`<component> redis <channel> …`) after the lines of that invocation.
-fn applied_by(lines: &[String]) -> (usize, usize) {
-    let (mut by_tick, mut by_doorbell, mut pending) = (0, 0, 0);
+fn applied_by(lines: &[String]) -> Applied {
+    let mut applied = Applied::default();
     for line in lines {
         if line.contains("] event ") && line.contains("-> applied") {
-            pending += 1;
+            applied.unattributed += 1;
         } else if let Some((_, rest)) = line.split_once(" redis ") {
             if rest.starts_with("__keyevent@0__:expired") {
-                by_tick += pending;
+                applied.by_tick += applied.unattributed;
             } else {
-                by_doorbell += pending;
+                applied.by_doorbell += applied.unattributed;
             }
-            pending = 0;
+            applied.unattributed = 0;
         }
     }
-    (by_tick, by_doorbell)
+    applied
 }
 
 #[cfg(test)]
@@ -238,6 +264,21 @@ mod tests {
         ]
         .map(str::to_owned)
         .to_vec();
-        assert_eq!(applied_by(&lines), (2, 1));
+        let expected = |unattributed| Applied {
+            by_tick: 2,
+            by_doorbell: 1,
+            unattributed,
+        };
+        assert_eq!(applied_by(&lines), expected(0));
+        let mut cut = lines.clone();
+        cut.push(
+            "[tickets-events] event order:created 1-3 (id d from orders) -> applied in 1.0 ms"
+                .to_owned(),
+        );
+        assert_eq!(
+            applied_by(&cut),
+            expected(1),
+            "its message line is not in yet"
+        );
     }
 }

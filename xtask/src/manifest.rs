@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
@@ -94,12 +94,14 @@ enum FileMountDef {
     Mapped { source: String, destination: String },
 }
 
-/// `[component.<id>.build]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[component.<id>.build]`; serialized as Spin's manifest schema writes it (the image's
+/// locked app carries it in each component's metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Build {
     pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<String>,
 }
 

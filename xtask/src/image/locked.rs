@@ -113,23 +113,13 @@ pub struct LockedComponent {
 pub struct ComponentMetadata {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_outbound_hosts: Vec<String>,
-    pub build: BuildMetadata,
+    pub build: manifest::Build,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_value_stores: Vec<String>,
-}
-
-/// `[component.<id>.build]`, as Spin's manifest schema serializes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildMetadata {
-    pub command: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub watch: Vec<String>,
 }
 
 /// A component's Wasm.
@@ -321,16 +311,11 @@ fn locked_component(
             },
         );
     }
-    let build = &component.build;
     Ok(LockedComponent {
         id: component.id.clone(),
         metadata: ComponentMetadata {
             allowed_outbound_hosts: component.allowed_outbound_hosts.clone(),
-            build: BuildMetadata {
-                command: build.command.clone(),
-                workdir: build.workdir.clone(),
-                watch: build.watch.clone(),
-            },
+            build: component.build.clone(),
             databases: component.databases.clone(),
             description: non_empty(&component.description),
             key_value_stores: component.key_value_stores.clone(),
@@ -469,7 +454,7 @@ mod tests {
                 id: "a".to_owned(),
                 metadata: ComponentMetadata {
                     allowed_outbound_hosts: vec![],
-                    build: BuildMetadata {
+                    build: manifest::Build {
                         command: "cargo build -p a".to_owned(),
                         workdir: None,
                         watch: vec![],

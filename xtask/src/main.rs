@@ -81,7 +81,11 @@ fn run(args: &[String]) -> Result<()> {
     match command {
         Some("setup") => setup::run(&project, setup::Needs::AppAndBrowser),
         Some("codegen") => codegen::run(&project),
-        Some("build") => build::run(&project, &args[1..]).map(drop),
+        Some("build") => {
+            // A fresh machine has no wasm toolchain yet: install it as `up` does.
+            setup::run(&project, setup::Needs::App)?;
+            build::run(&project, &args[1..]).map(drop)
+        }
         Some("test") => test::run(&project),
         Some("screenshots") => test::screenshots(&project),
         Some("web") => web::build(&project),

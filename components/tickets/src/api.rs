@@ -35,8 +35,14 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
 pub fn list(_req: Request, _params: Params) -> Response {
     respond(
         db::open()
-            .and_then(|conn| db::tickets_for_sale(&conn))
-            .map(|tickets| json_response(200, &tickets)),
+            .and_then(|conn| db::tickets_for_sale_json(&conn))
+            .map(|json| {
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(json.into_bytes())
+                    .build()
+            }),
     )
 }
 

@@ -208,6 +208,46 @@ fn titles_are_trimmed_kept_verbatim_and_bounded() {
     });
 }
 
+/// The list's JSON is written by SQLite, one ticket's page by the component's serde
+/// types: both must say the same, byte for byte, whatever the title and the price.
+#[test]
+fn the_list_shows_each_ticket_exactly_as_its_own_page_does() {
+    on_every_runtime(|app| {
+        let seller = app.signed_up("seller");
+        assert_eq!(app.get("/api/tickets").text(), "[]");
+        let tickets = [
+            ("plain", json!(20)),
+            ("Концерт 🎸 «Live»", json!(12.34)),
+            (
+                "quote \" backslash \\ slash / tab \t newline \n end",
+                json!(0.29),
+            ),
+            ("control \u{1} \u{1f} del \u{7f}", json!(0.01)),
+            ("<script>&amp;</script>", json!(999_999.99)),
+            ("the most", json!(1_000_000)),
+            ("from a string", json!("1.5e2")),
+            ("tenths", json!(0.1)),
+            ("cents of a large price", json!(100_000.07)),
+        ];
+        let pages: Vec<String> = tickets
+            .into_iter()
+            .map(|(title, price)| {
+                let ticket = created(&seller, title, price);
+                let page = app.get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap()));
+                assert_eq!(page.status, 200);
+                page.text()
+            })
+            .collect();
+        let list = app.get("/api/tickets");
+        assert_eq!(list.status, 200);
+        assert_eq!(
+            list.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(list.text(), format!("[{}]", pages.join(",")));
+    });
+}
+
 #[test]
 fn unknown_and_malformed_ids_are_not_found() {
     on_every_runtime(|app| {

@@ -16,6 +16,7 @@ mod load;
 mod market;
 mod native;
 mod pipeline;
+mod reference;
 mod startup;
 
 use std::convert::Infallible;
@@ -83,14 +84,28 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("run") => {
-            let out = match args.get(1).map(String::as_str) {
-                Some("--out") => Some(args.get(2).context("--out needs a file")?.clone()),
-                _ => None,
-            };
-            run(out)
+            let mut out = None;
+            let mut reference = None;
+            let mut options = args[1..].iter();
+            while let Some(option) = options.next() {
+                match option.as_str() {
+                    "--out" => out = Some(options.next().context("--out needs a file")?.clone()),
+                    "--reference" => {
+                        let (Some(root), Some(host)) = (options.next(), options.next()) else {
+                            bail!("--reference needs the reference's checkout and its host");
+                        };
+                        reference = Some(reference::Build {
+                            root: root.into(),
+                            host: host.into(),
+                        });
+                    }
+                    other => bail!("unknown option {other}"),
+                }
+            }
+            run(out, reference.as_ref())
         }
         _ => bail!(
-            "usage: bench run [--out FILE] | bench expiry | bench hello [--listen ADDR] \
+            "usage: bench run [--out FILE] [--reference CHECKOUT HOST] | bench expiry | bench hello [--listen ADDR] \
              | bench native <data dir> <redis url> <jwt key> \
              | bench load <http://host:port> <path> <connections> <seconds>"
         ),
@@ -283,7 +298,7 @@ fn start_app(runtime: Runtime, jwt_key: &str) -> App {
         .start()
 }
 
-fn run(out: Option<String>) -> Result<()> {
+fn run(out: Option<String>, reference: Option<&reference::Build>) -> Result<()> {
     let started = Instant::now();
     let jwt_key = harness::random_hex(32);
     let spin = Runtime::spin();
@@ -425,10 +440,13 @@ fn run(out: Option<String>) -> Result<()> {
         expiry::WINDOW_SECONDS
     );
     let lateness = expiry::measure()?;
+    let reference = reference
+        .map(|build| reference::measure(&runtime, build, spin.as_ref(), &jwt_key))
+        .transpose()?;
 
     let mut report = String::new();
     header(&mut report, spin.as_ref());
-    goals_section(&mut report, &routes, &trivial);
+    goals_section(&mut report, &routes, &trivial, reference.as_ref());
     routes_section(&mut report, &routes, &sign_in, &open_loop);
     scaling_section(&mut report, &scaling);
     let _ = writeln!(report, "\n## The event pipeline\n");
@@ -625,20 +643,13 @@ fn routes_section(text: &mut String, routes: &[Pair], sign_in: &Pair, open_loop:
     pair_table(text, &[open_loop]);
 }
 
-/// The figures of commit 6d3e31b (docs/performance.md), before the per-request work:
-/// what the goals are measured against.
-mod baseline {
-    pub const COMMIT: &str = "6d3e31b";
-    pub const TRIVIAL: f64 = 9231.0;
-    pub const BARE_HYPER: f64 = 155_888.0;
-    pub const INSTANCE_P50_MICROS: u64 = 28;
-    pub const TICKET_PAGE: f64 = 4599.0;
-    pub const TICKET_PAGE_RATIO: f64 = 0.06;
-    pub const CURRENT_USER_RATIO: f64 = 0.05;
-    pub const LIST_RATIO: f64 = 0.24;
-}
-
-fn goals_section(text: &mut String, routes: &[Pair], trivial: &Trivial) {
+fn goals_section(
+    text: &mut String,
+    routes: &[Pair],
+    trivial: &Trivial,
+    reference: Option<&reference::Figures>,
+) {
+    use reference::recorded;
     let list = &routes[0];
     let page = &routes[1];
     let current_user = &routes[2];
@@ -648,72 +659,137 @@ fn goals_section(text: &mut String, routes: &[Pair], trivial: &Trivial) {
     let percent = |value: f64| format!("{:.0}%", value * 100.0);
     let ratio = |value: f64| format!("{value:.2}");
     let met = |met: bool| if met { "yes" } else { "**no**" };
+    // The reference's figures: measured in this run, else those recorded elsewhere.
+    let then_hello = reference.map_or(recorded::TRIVIAL, |then| then.trivial.requests_per_second());
+    let then_page = reference.map_or(recorded::TICKET_PAGE, |then| {
+        then.page.requests_per_second()
+    });
+    let then_of_native = |then: fn(&reference::Figures) -> &Summary, pair: &Pair, recorded| {
+        reference.map_or(recorded, |figures| {
+            then(figures).requests_per_second() / pair.native.requests_per_second()
+        })
+    };
+    // "2× the reference" compares requests/s across runs: only judged on one machine.
+    let twice = |now: f64, then: f64| {
+        if reference.is_some() {
+            met(now >= 2.0 * then)
+        } else {
+            "not judged"
+        }
+    };
     let rows: [(&str, String, String, &str); 8] = [
         (
-            "trivial route: at least 2× the baseline's req/s",
-            format!("{:.0}", baseline::TRIVIAL),
-            format!("{hello:.0} ({:.1}×)", hello / baseline::TRIVIAL),
-            met(hello >= 2.0 * baseline::TRIVIAL),
+            "trivial route: at least 2× the reference's req/s",
+            format!("{then_hello:.0}"),
+            format!("{hello:.0} ({:.1}×)", hello / then_hello),
+            twice(hello, then_hello),
         ),
         (
             "trivial route: at least 30% of bare hyper",
-            percent(baseline::TRIVIAL / baseline::BARE_HYPER),
+            percent(
+                reference.map_or(recorded::TRIVIAL / recorded::BARE_HYPER, |_| {
+                    then_hello / bare
+                }),
+            ),
             percent(hello / bare),
             met(hello >= 0.3 * bare),
         ),
         (
             "instantiation p50: at most 10 µs",
-            format!("{} µs", baseline::INSTANCE_P50_MICROS),
+            reference
+                .map_or(Some(recorded::INSTANCE_P50_MICROS), |then| {
+                    then.instance_p50_micros
+                })
+                .map_or_else(|| "n/a".to_owned(), |micros| format!("{micros} µs")),
             instance.map_or_else(|| "n/a".to_owned(), |micros| format!("{micros} µs")),
             met(instance.is_some_and(|micros| micros <= 10)),
         ),
         (
-            "`GET /api/tickets/:id`: at least 2× the baseline's req/s",
-            format!("{:.0}", baseline::TICKET_PAGE),
+            "`GET /api/tickets/:id`: at least 2× the reference's req/s",
+            format!("{then_page:.0}"),
             format!(
                 "{:.0} ({:.1}×)",
                 page.host.requests_per_second(),
-                page.host.requests_per_second() / baseline::TICKET_PAGE
+                page.host.requests_per_second() / then_page
             ),
-            met(page.host.requests_per_second() >= 2.0 * baseline::TICKET_PAGE),
+            twice(page.host.requests_per_second(), then_page),
         ),
         (
             "`GET /api/tickets/:id`: at least 0.25 of native",
-            ratio(baseline::TICKET_PAGE_RATIO),
+            ratio(then_of_native(
+                |then| &then.page,
+                page,
+                recorded::TICKET_PAGE_RATIO,
+            )),
             ratio(page.ratio()),
             met(page.ratio() >= 0.25),
         ),
         (
             "`GET /api/users/currentuser`: at least 0.25 of native",
-            ratio(baseline::CURRENT_USER_RATIO),
+            ratio(then_of_native(
+                |then| &then.current_user,
+                current_user,
+                recorded::CURRENT_USER_RATIO,
+            )),
             ratio(current_user.ratio()),
             met(current_user.ratio() >= 0.25),
         ),
         (
             "`GET /api/tickets` (1,000): at least 0.5 of native",
-            ratio(baseline::LIST_RATIO),
+            ratio(then_of_native(
+                |then| &then.list,
+                list,
+                recorded::LIST_RATIO,
+            )),
             ratio(list.ratio()),
             met(list.ratio() >= 0.5),
         ),
-        (
-            "real Spin 3.6.3: point reads (`GET /api/tickets/:id`) at least 2× today's \
-             req/s there",
-            "no baseline on Spin recorded".to_owned(),
-            page.spin.as_ref().map_or_else(
-                || "not measured".to_owned(),
-                |spin| format!("{:.0}", spin.requests_per_second()),
-            ),
-            "not known",
-        ),
+        {
+            let now = page.spin.as_ref().map(Summary::requests_per_second);
+            let then = reference
+                .and_then(|then| then.spin_page.as_ref())
+                .map(Summary::requests_per_second);
+            (
+                "real Spin: point reads (`GET /api/tickets/:id`) at least 2× the \
+                 reference's req/s there",
+                then.map_or_else(|| "not measured".to_owned(), |then| format!("{then:.0}")),
+                match (now, then) {
+                    (Some(now), Some(then)) => format!("{now:.0} ({:.1}×)", now / then),
+                    (Some(now), None) => format!("{now:.0}"),
+                    (None, _) => "not measured".to_owned(),
+                },
+                match (now, then) {
+                    (Some(now), Some(then)) => met(now >= 2.0 * then),
+                    _ => "not judged",
+                },
+            )
+        },
     ];
     let _ = writeln!(text, "\n## Goals\n");
+    let against = match reference {
+        Some(_) => format!(
+            "Against the reference, commit {}: the app before this work, built from that \
+             commit's sources and measured in this run, on this machine, under the same \
+             loads (its list, page and `currentuser` ratios over this run's native figures).",
+            reference::COMMIT
+        ),
+        None => format!(
+            "Against the reference, commit {}, **as recorded on the first machine that ran \
+             the bench** (2026-12-06): it was not measured in this run (`cargo xtask bench` \
+             builds and measures it; `bench run` without `--reference` does not), and \
+             requests/s differ between machines, so the rows comparing with its requests/s \
+             are not judged.",
+            reference::COMMIT
+        ),
+    };
     let _ = writeln!(
         text,
-        "Against the baseline, commit {} (same machine; docs/performance.md has its report \
-         and what stands in the way of each goal not met).\n",
-        baseline::COMMIT
+        "{against} docs/performance.md says what stands in the way of each goal not met.\n"
     );
-    let _ = writeln!(text, "| goal | baseline | now | met |\n|---|---:|---:|---|");
+    let _ = writeln!(
+        text,
+        "| goal | reference | now | met |\n|---|---:|---:|---|"
+    );
     for (goal, then, now, met) in rows {
         let _ = writeln!(text, "| {goal} | {then} | {now} | {met} |");
     }
@@ -1065,5 +1141,57 @@ mod tests {
             read_range(&routes, |pair| Some(pair.ratio())).as_deref(),
             Some("0.25–0.25")
         );
+    }
+
+    #[test]
+    fn goals_comparing_requests_per_second_are_judged_only_against_this_runs_reference() {
+        let summary = |answers| Summary::of(answers, Duration::from_millis(1));
+        let trivial = Trivial {
+            targets: Vec::new(),
+            throughput: vec![summary(1000), summary(300)],
+            latency: Vec::new(),
+            instances: Instances(vec![8]),
+        };
+        let routes = [pair(true), pair(true), pair(true)];
+        let row = |text: &str, goal: &str| {
+            text.lines()
+                .find(|line| line.starts_with(&format!("| {goal}")))
+                .unwrap_or_else(|| panic!("no row {goal} in {text}"))
+                .to_owned()
+        };
+
+        let mut text = String::new();
+        goals_section(&mut text, &routes, &trivial, None);
+        assert!(text.contains("as recorded on the first machine"), "{text}");
+        let page = row(&text, "`GET /api/tickets/:id`: at least 2×");
+        assert!(page.ends_with("| not judged |"), "{page}");
+        assert!(row(&text, "trivial route: at least 2×").ends_with("| not judged |"));
+        assert!(row(&text, "real Spin").ends_with("| not judged |"));
+        assert!(row(&text, "trivial route: at least 30%").ends_with("| yes |"));
+
+        let reference = reference::Figures {
+            list: summary(50),
+            page: summary(40),
+            current_user: summary(60),
+            trivial: summary(200),
+            instance_p50_micros: Some(20),
+            spin_page: Some(summary(50)),
+        };
+        let mut text = String::new();
+        goals_section(&mut text, &routes, &trivial, Some(&reference));
+        assert!(text.contains("measured in this run"), "{text}");
+        // The page: 100 now against 40 then; the trivial route 300 against 200.
+        assert_eq!(
+            row(&text, "`GET /api/tickets/:id`: at least 2×"),
+            "| `GET /api/tickets/:id`: at least 2× the reference's req/s | 40 | 100 (2.5×) | yes |"
+        );
+        assert!(
+            row(&text, "trivial route: at least 2×").ends_with("| 200 | 300 (1.5×) | **no** |")
+        );
+        // Spin: 80 now against 50 then.
+        assert!(row(&text, "real Spin").ends_with("| 50 | 80 (1.6×) | **no** |"));
+        // Ratios of the reference over this run's native figures (400).
+        assert!(row(&text, "`GET /api/tickets/:id`: at least 0.25").contains("| 0.10 | 0.25 |"));
+        assert!(row(&text, "instantiation").contains("| 20 µs | 8 µs | yes |"));
     }
 }

@@ -32,9 +32,17 @@ pub struct AppBuilder {
     redis: Option<Redis>,
     runtime_config_extra: String,
     host_cache_dir: Option<PathBuf>,
+    host: Option<PathBuf>,
 }
 
 impl AppBuilder {
+    /// Runs the app on this build of the host rather than the one of this checkout (the
+    /// bench runs an earlier commit's app on that commit's host).
+    pub fn host_binary(mut self, host: impl Into<PathBuf>) -> AppBuilder {
+        self.host = Some(host.into());
+        self
+    }
+
     /// Where the host keeps its compiled-code cache (default: `host-cache` next to the
     /// host binary, shared by every test). An empty directory makes it compile every
     /// component, as a first start does.
@@ -97,6 +105,7 @@ impl AppBuilder {
             runtime_config,
             sqlite_dir: dir.path().to_path_buf(),
             host_cache_dir: self.host_cache_dir,
+            host: self.host,
         };
         launch.start(dir, self.redis)
     }
@@ -112,6 +121,7 @@ struct Launch {
     /// Where the runtime config puts the SQLite files.
     sqlite_dir: PathBuf,
     host_cache_dir: Option<PathBuf>,
+    host: Option<PathBuf>,
 }
 
 impl Launch {
@@ -120,7 +130,7 @@ impl Launch {
         let state_dir = dir.path().join("state");
         let mut command = match &self.runtime {
             Runtime::Host => {
-                let host = host_binary();
+                let host = self.host.clone().unwrap_or_else(host_binary);
                 let mut command = Command::new(&host);
                 command
                     .args(["up", "--listen", "127.0.0.1:0"])
@@ -265,6 +275,7 @@ impl App {
             redis: None,
             runtime_config_extra: String::new(),
             host_cache_dir: None,
+            host: None,
         }
     }
 

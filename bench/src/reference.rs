@@ -1,0 +1,128 @@
+//! The goals' reference: the app as it was at an earlier commit, before the per-request
+//! work, measured in this run, on this machine, under the same loads as today's app.
+//!
+//! Goals such as "twice the reference's requests/s" only mean something on one
+//! machine: two 2-core machines gave the same commit's trivial route 21,044 and 14,277
+//! req/s. So `cargo xtask bench` builds the reference commit from its own sources (in
+//! the target directory, once) and passes its checkout and host here; without them the
+//! report shows the figures recorded on the machine of the first run, and does not judge
+//! the goals that compare with them.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use harness::{App, Redis, Runtime};
+
+use crate::load::{Load, Pool, Request, Requests, Summary};
+use crate::market::Market;
+use crate::{CONNECTIONS, Instances, MEASURE, TICKETS, WARM_UP};
+
+/// The commit the goals compare with.
+pub const COMMIT: &str = "6d3e31b";
+
+/// Its figures on the first machine that ran the bench (2 cores, 2026-12-06;
+/// docs/performance.md has that report): shown when it was not measured in this run.
+pub mod recorded {
+    pub const TRIVIAL: f64 = 9231.0;
+    pub const BARE_HYPER: f64 = 155_888.0;
+    pub const INSTANCE_P50_MICROS: u64 = 28;
+    pub const TICKET_PAGE: f64 = 4599.0;
+    pub const TICKET_PAGE_RATIO: f64 = 0.06;
+    pub const CURRENT_USER_RATIO: f64 = 0.05;
+    pub const LIST_RATIO: f64 = 0.24;
+}
+
+/// The reference commit's checkout (spin.toml, the probe app, built modules) and host.
+pub struct Build {
+    pub root: PathBuf,
+    pub host: PathBuf,
+}
+
+/// What the goals need of the reference, measured here.
+pub struct Figures {
+    pub list: Summary,
+    pub page: Summary,
+    pub current_user: Summary,
+    pub trivial: Summary,
+    pub instance_p50_micros: Option<u64>,
+    /// One ticket's page with the reference's components on real Spin, when it is given.
+    pub spin_page: Option<Summary>,
+}
+
+/// The reference app with its own Redis and a market like today's (the same number of
+/// tickets, a signed-in buyer), then its probe app's trivial route.
+pub fn measure(
+    runtime: &tokio::runtime::Runtime,
+    build: &Build,
+    spin: Option<&Runtime>,
+    jwt_key: &str,
+) -> Result<Figures> {
+    let load = |url: &str, requests: Requests, cookie: Option<&str>| {
+        runtime.block_on(
+            Load::new(url, CONNECTIONS, requests)
+                .cookie(cookie)
+                .run(WARM_UP, MEASURE),
+        )
+    };
+    // The reference's app on `runtime`, with a market: its tickets and buyer.
+    let start = |runtime: Runtime| {
+        App::builder(build.root.join("spin.toml"))
+            .runtime(runtime)
+            .host_binary(&build.host)
+            .with_redis(Redis::start())
+            .variable("jwt_key", jwt_key)
+            .start()
+    };
+    let pages = |market: &mut Market| -> Result<Requests> {
+        let ids = market.list(TICKETS)?;
+        market.wait_until_orders_knows_all()?;
+        let pages = ids
+            .iter()
+            .map(|id| Request::get(format!("/api/tickets/{id}")))
+            .collect();
+        Ok(Requests::Pool(Pool::cycle(pages)))
+    };
+    eprintln!("the reference commit {COMMIT}: its app, with {TICKETS} tickets listed");
+    let app = start(Runtime::Host);
+    let mut market = Market::open(&app)?;
+    let page_requests = pages(&mut market)?;
+    let url = app.base_url();
+    let list = load(url, Requests::Same(Request::get("/api/tickets")), None)?;
+    let page = load(url, page_requests, None)?;
+    let current_user = load(
+        url,
+        Requests::Same(Request::get("/api/users/currentuser")),
+        Some(&market.buyer_cookie),
+    )?;
+    drop(market);
+    drop(app);
+    let spin_page = match spin {
+        Some(spin) => {
+            eprintln!("the reference commit {COMMIT}: its app on Spin");
+            let app = start(spin.clone());
+            let mut market = Market::open(&app)?;
+            let requests = pages(&mut market)?;
+            Some(load(app.base_url(), requests, None)?)
+        }
+        None => None,
+    };
+
+    let probe = App::builder(build.root.join("host/probe/spin.toml"))
+        .host_binary(&build.host)
+        .with_redis(Redis::start())
+        .variable("secret_word", "bench")
+        .start();
+    let trivial = load(
+        probe.base_url(),
+        Requests::Same(Request::get("/hello")),
+        None,
+    )?;
+    Ok(Figures {
+        list,
+        page,
+        current_user,
+        trivial,
+        instance_p50_micros: Instances::from_logs(&probe.logs()).p50(),
+        spin_page,
+    })
+}

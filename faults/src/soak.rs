@@ -29,7 +29,8 @@ const WINDOW: Duration = Duration::from_secs(30);
 /// expiry (the charge is then refunded): its event may wait out a fault, at worst a
 /// host killed before it relayed the event (its claim lapses after 5 s, the next tick
 /// comes within 5 s more) or a Redis down for 3 s (its triggers reconnect within 2 s,
-/// the tick within 5 s). One acknowledged earlier must complete it.
+/// the tick within 5 s). One acknowledged earlier must complete it, unless the buyer
+/// cancelled the order too.
 const DEADLINE_RACE: Duration = Duration::from_secs(15);
 /// How long the app gets to settle everything after the traffic stops.
 const SETTLE: Duration = Duration::from_secs(120);
@@ -454,9 +455,12 @@ impl Discrepancies {
             if ack.payment.is_some() && !was_paid {
                 self.add("acknowledged payments lost", id.clone());
             }
-            // Refunded instead: only a payment that raced the deadline may be.
+            // Refunded instead: only a payment that raced the deadline may be, or one
+            // that raced the buyer's own cancel (payments may take the charge before
+            // it has heard of the cancel, delayed by a fault, and then refunds it).
             if ack.payment.is_some()
                 && status != "complete"
+                && !(ack.cancelled || ack.maybe_cancelled)
                 && ack.paid_ms < ack.expires_ms - DEADLINE_RACE.as_millis() as i64
             {
                 self.add(

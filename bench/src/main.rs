@@ -270,13 +270,16 @@ fn same(request: Request) -> impl Fn(Side) -> Requests {
 
 /// Every listed ticket's page in turn, by the ids each server knows.
 fn pages(listed: &Listed) -> impl Fn(Side) -> Requests + '_ {
-    |side| {
-        let ids = listed.ids(side).iter();
-        Requests::Pool(Pool::cycle(
-            ids.map(|id| Request::get(format!("/api/tickets/{id}")))
-                .collect(),
-        ))
-    }
+    |side| ticket_pages(listed.ids(side))
+}
+
+/// The pages of these tickets in turn.
+fn ticket_pages(ids: &[String]) -> Requests {
+    Requests::Pool(Pool::cycle(
+        ids.iter()
+            .map(|id| Request::get(format!("/api/tickets/{id}")))
+            .collect(),
+    ))
 }
 
 /// An order on each of `tickets`, once each.
@@ -291,10 +294,30 @@ fn orders(tickets: &[String]) -> Requests {
 
 /// The app of spin.toml on `runtime`, with a Redis of its own and the run's `jwt_key`.
 fn start_app(runtime: Runtime, jwt_key: &str) -> App {
-    App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
+    app_of(&harness::workspace_root(), None, runtime, jwt_key)
+}
+
+/// The app of `checkout`'s spin.toml on `runtime` (on `host` instead of this checkout's
+/// host, when given), with a Redis of its own and the run's `jwt_key`.
+fn app_of(checkout: &Path, host: Option<&Path>, runtime: Runtime, jwt_key: &str) -> App {
+    let mut app = App::builder(checkout.join("spin.toml")).runtime(runtime);
+    if let Some(host) = host {
+        app = app.host_binary(host);
+    }
+    app.with_redis(Redis::start())
         .variable("jwt_key", jwt_key)
+        .start()
+}
+
+/// `checkout`'s probe app (its `/hello` does nothing but answer), as `app_of` starts an
+/// app.
+fn probe_of(checkout: &Path, host: Option<&Path>, runtime: Runtime) -> App {
+    let mut app = App::builder(checkout.join("host/probe/spin.toml")).runtime(runtime);
+    if let Some(host) = host {
+        app = app.host_binary(host);
+    }
+    app.with_redis(Redis::start())
+        .variable("secret_word", "bench")
         .start()
 }
 
@@ -820,17 +843,9 @@ struct Target {
 }
 
 fn trivial_routes(runtime: &tokio::runtime::Runtime, spin: Option<&Runtime>) -> Result<Trivial> {
-    let probe = App::builder(harness::workspace_root().join("host/probe/spin.toml"))
-        .with_redis(Redis::start())
-        .variable("secret_word", "bench")
-        .start();
-    let on_spin = spin.map(|spin| {
-        App::builder(harness::workspace_root().join("host/probe/spin.toml"))
-            .runtime(spin.clone())
-            .with_redis(Redis::start())
-            .variable("secret_word", "bench")
-            .start()
-    });
+    let checkout = harness::workspace_root();
+    let probe = probe_of(&checkout, None, Runtime::Host);
+    let on_spin = spin.map(|spin| probe_of(&checkout, None, spin.clone()));
     let bare = Server::hello()?;
     let mut targets = vec![
         Target {

@@ -2,10 +2,10 @@
 //! compiled for the machine, on a copy of the app's SQLite files.
 //!
 //! It does what the components do for these routes, minus WebAssembly: the same SQL
-//! (copied from each service's `db.rs`; the list excepted, see `tickets_for_sale`), the same JSON types (`common::price::Price`,
-//! `common::session`, the bus's `Envelope`), the same argon2 parameters, and for an
-//! order the same outbox row, relayed after the commit with `XADD` and `PUBLISH` to a
-//! Redis of its own. What a native server would do differently, it does: one SQLite
+//! (copied from each service's `db.rs`; the list excepted, see `tickets_for_sale`), the
+//! same JSON types (`common::price::Price`, `common::session`, the bus's `Envelope`),
+//! the same argon2 parameters, and for an order the same outbox row, relayed after the
+//! commit with `XADD` and `PUBLISH` to a Redis of its own. What a native server would do differently, it does: one SQLite
 //! connection per thread kept open (a component opens its databases, and checks their
 //! schema version, on every request).
 

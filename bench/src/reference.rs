@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use harness::{App, Redis, Runtime};
+use harness::Runtime;
 
-use crate::load::{Load, Pool, Request, Requests, Summary};
+use crate::load::{Load, Request, Requests, Summary};
 use crate::market::Market;
-use crate::{CONNECTIONS, Instances, MEASURE, TICKETS, WARM_UP};
+use crate::{CONNECTIONS, Instances, MEASURE, TICKETS, WARM_UP, app_of, probe_of, ticket_pages};
 
 /// The commit the goals compare with.
 pub const COMMIT: &str = "6d3e31b";
@@ -64,23 +64,12 @@ pub fn measure(
                 .run(WARM_UP, MEASURE),
         )
     };
-    // The reference's app on `runtime`, with a market: its tickets and buyer.
-    let start = |runtime: Runtime| {
-        App::builder(build.root.join("spin.toml"))
-            .runtime(runtime)
-            .host_binary(&build.host)
-            .with_redis(Redis::start())
-            .variable("jwt_key", jwt_key)
-            .start()
-    };
+    let start = |runtime| app_of(&build.root, Some(&build.host), runtime, jwt_key);
+    // Its market: its tickets listed through its API, orders' copy caught up.
     let pages = |market: &mut Market| -> Result<Requests> {
         let ids = market.list(TICKETS)?;
         market.wait_until_orders_knows_all()?;
-        let pages = ids
-            .iter()
-            .map(|id| Request::get(format!("/api/tickets/{id}")))
-            .collect();
-        Ok(Requests::Pool(Pool::cycle(pages)))
+        Ok(ticket_pages(&ids))
     };
     eprintln!("the reference commit {COMMIT}: its app, with {TICKETS} tickets listed");
     let app = start(Runtime::Host);
@@ -107,11 +96,7 @@ pub fn measure(
         None => None,
     };
 
-    let probe = App::builder(build.root.join("host/probe/spin.toml"))
-        .host_binary(&build.host)
-        .with_redis(Redis::start())
-        .variable("secret_word", "bench")
-        .start();
+    let probe = probe_of(&build.root, Some(&build.host), Runtime::Host);
     let trivial = load(
         probe.base_url(),
         Requests::Same(Request::get("/hello")),

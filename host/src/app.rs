@@ -108,7 +108,8 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
                 .iter()
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect(),
-            preopens: preopens(&app.dir, options.state_dir, id, &component.files)
+            files: preopens(&app.dir, options.state_dir, id, &component.files)
+                .and_then(|preopens| crate::state::open_files(&preopens))
                 .with_context(|| format!("component `{id}`: files"))?,
         };
         runtimes.insert(id.clone(), Arc::new(runtime));

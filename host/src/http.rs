@@ -182,7 +182,7 @@ async fn run(
     instantiation: Arc<OnceLock<Duration>>,
 ) -> anyhow::Result<Response<HyperOutgoingBody>> {
     let making = Instant::now();
-    let mut store = Store::new(component.pre.engine(), component.runtime.new_state()?);
+    let mut store = Store::new(component.pre.engine(), component.runtime.new_state());
     let store_made = making.elapsed();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let request = store

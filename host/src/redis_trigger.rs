@@ -124,7 +124,7 @@ async fn listen(
 async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) {
     let started = Instant::now();
     let outcome = async {
-        let state = subscription.runtime.new_state()?;
+        let state = subscription.runtime.new_state();
         let mut store = Store::new(subscription.pre.engine(), state);
         let instance = subscription.pre.instantiate_async(&mut store).await?;
         let result = instance

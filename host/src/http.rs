@@ -2,8 +2,11 @@
 //! Spin's request headers, and runs a fresh instance of the component for it.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -174,6 +177,12 @@ fn add_spin_headers(headers: &mut hyper::HeaderMap, spin: &SpinHeaders<'_>) {
 /// Runs the component's `wasi:http/incoming-handler` on a fresh instance. The
 /// response head comes back as soon as the guest sets it; the body streams after.
 ///
+/// The guest runs in this request's own task until it has set the response head, so a
+/// handler that answers at once costs no task of its own (a spawned task wakes the
+/// other worker thread, for every request). Whatever of it is left then, streaming the
+/// body for one, goes on in a task of its own ([`Guest`]), as it does when the client
+/// goes away first: like Spin, the host lets every handler run to its end.
+///
 /// `instantiation` receives the time spent making the `Store` (with its WASI context)
 /// and instantiating, without the time the task waited to be scheduled.
 async fn run(
@@ -184,14 +193,14 @@ async fn run(
     let making = Instant::now();
     let mut store = Store::new(component.pre.engine(), component.runtime.new_state());
     let store_made = making.elapsed();
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let request = store
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, request)?;
     let outparam = store.data_mut().http().new_response_outparam(sender)?;
     let pre: ProxyPre<State> = component.pre.clone();
-    let task = tokio::spawn(async move {
+    let mut guest = Guest::new(async move {
         let instantiating = Instant::now();
         let proxy = pre.instantiate_async(&mut store).await?;
         let _ = instantiation.set(store_made + instantiating.elapsed());
@@ -200,16 +209,69 @@ async fn run(
             .call_handle(&mut store, request, outparam)
             .await
     });
-    match receiver.await {
+    // The outparam lives in the store, which the guest's future owns: once that future
+    // has ended, the receiver is ready too.
+    let head = std::future::poll_fn(|cx| {
+        guest.poll_unfinished(cx);
+        Pin::new(&mut receiver).poll(cx)
+    })
+    .await;
+    match head {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
-        Err(_) => {
-            // The guest returned or trapped without setting a response.
-            let outcome = task.await?;
-            match outcome {
-                Ok(()) => anyhow::bail!("the component did not set a response"),
-                Err(trap) => Err(anyhow::Error::from(trap).context("the component trapped")),
+        Err(_) => match guest.finish().await {
+            Ok(()) => anyhow::bail!("the component did not set a response"),
+            Err(trap) => Err(anyhow::Error::from(trap).context("the component trapped")),
+        },
+    }
+}
+
+type GuestRun = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
+
+/// A guest's run, polled in place until it is dropped; what is left of it then goes on
+/// in a task of its own.
+struct Guest {
+    running: Option<GuestRun>,
+    outcome: Option<wasmtime::Result<()>>,
+}
+
+impl Guest {
+    fn new(run: impl Future<Output = wasmtime::Result<()>> + Send + 'static) -> Self {
+        Guest {
+            running: Some(Box::pin(run)),
+            outcome: None,
+        }
+    }
+
+    /// Runs the guest on as far as it goes without waiting.
+    fn poll_unfinished(&mut self, cx: &mut Context<'_>) {
+        if let Some(running) = self.running.as_mut()
+            && let Poll::Ready(outcome) = running.as_mut().poll(cx)
+        {
+            self.running = None;
+            self.outcome = Some(outcome);
+        }
+    }
+
+    /// Waits for the guest's end, and says how it ended.
+    async fn finish(mut self) -> wasmtime::Result<()> {
+        std::future::poll_fn(|cx| {
+            self.poll_unfinished(cx);
+            match self.outcome.take() {
+                Some(outcome) => Poll::Ready(outcome),
+                None => Poll::Pending,
             }
+        })
+        .await
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(running);
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::allowed_hosts::AllowedHosts;
 use crate::bindings::{RedisTriggerPre, SpinImports};
 use crate::console::log;
 use crate::engine;
+use crate::http::HttpRoute;
 use crate::key_value::{self, Backend};
 use crate::manifest::{App, FileMount};
 use crate::redis_outbound::Pools;
@@ -24,7 +25,7 @@ use crate::state::{ComponentRuntime, State};
 use crate::variables::Values;
 
 pub struct RunningApp {
-    pub router: Router<Arc<HttpComponent>>,
+    pub router: Router<HttpRoute>,
     pub redis_subscriptions: Vec<RedisSubscription>,
     /// How many distinct modules came from the compiled-code cache, of how many.
     pub cache_hits: (usize, usize),
@@ -137,7 +138,10 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
                 component
             }
         };
-        routes.push((trigger.route.clone(), component));
+        routes.push((
+            trigger.route.clone(),
+            HttpRoute::new(&trigger.route, component),
+        ));
     }
 
     let mut redis_subscriptions = Vec::new();

@@ -93,7 +93,7 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let Some((pattern, component, matched)) = app.router.route(request.uri().path()) else {
+    let Some((_, route, matched)) = app.router.route(request.uri().path()) else {
         let response = plain(StatusCode::NOT_FOUND, "");
         log_request(
             None,
@@ -105,24 +105,24 @@ async fn handle(
         );
         return response;
     };
+    let component = &route.component;
     let host = request
         .headers()
         .get(hyper::header::HOST)
         .and_then(|host| host.to_str().ok())
         .map_or_else(|| local.to_string(), str::to_owned);
-    add_spin_headers(
-        request.headers_mut(),
-        &SpinHeaders {
-            full_url: format!("http://{host}{path_and_query}"),
-            pattern,
-            matched: &matched,
-            client,
-        },
-    );
+    let full_url = Bytes::from(format!("http://{host}{path_and_query}"));
     // wasi:http reads the authority from the URI; a server request has only a path.
-    if let Ok(uri) = format!("http://{host}{path_and_query}").parse() {
+    if let Ok(uri) = hyper::Uri::from_maybe_shared(full_url.clone()) {
         *request.uri_mut() = uri;
     }
+    add_spin_headers(
+        request.headers_mut(),
+        &route.headers,
+        full_url,
+        &matched,
+        client,
+    );
     let instantiation = Arc::new(OnceLock::new());
     let response = match run(component, request, instantiation.clone()).await {
         Ok(response) => response,
@@ -142,29 +142,63 @@ async fn handle(
     response
 }
 
-struct SpinHeaders<'a> {
-    full_url: String,
-    pattern: &'a RoutePattern,
-    matched: &'a Match,
-    client: SocketAddr,
+/// A route's component, and the headers Spin adds for the route, made once at start.
+pub struct HttpRoute {
+    pub component: Arc<HttpComponent>,
+    pub headers: RouteHeaders,
+}
+
+/// The values of Spin's per-route headers; None where the route is not a valid
+/// header value (Spin leaves such a header out too).
+pub struct RouteHeaders {
+    /// `spin-matched-route` and `spin-raw-component-route`: the route as written.
+    route: Option<HeaderValue>,
+    /// `spin-component-route`: the route without its wildcard.
+    base: Option<HeaderValue>,
+}
+
+impl HttpRoute {
+    pub fn new(pattern: &RoutePattern, component: Arc<HttpComponent>) -> Self {
+        HttpRoute {
+            component,
+            headers: RouteHeaders {
+                route: HeaderValue::from_str(&pattern.to_string()).ok(),
+                base: HeaderValue::from_str(&pattern.base()).ok(),
+            },
+        }
+    }
 }
 
 /// The headers Spin adds to every request it hands to a component.
-fn add_spin_headers(headers: &mut hyper::HeaderMap, spin: &SpinHeaders<'_>) {
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+fn add_spin_headers(
+    headers: &mut hyper::HeaderMap,
+    route: &RouteHeaders,
+    full_url: Bytes,
+    matched: &Match,
+    client: SocketAddr,
+) {
+    let mut set = |name: &'static str, value: Option<HeaderValue>| {
+        if let Some(value) = value {
             headers.insert(HeaderName::from_static(name), value);
         }
     };
-    let route = spin.pattern.to_string();
-    set("spin-full-url", &spin.full_url);
-    set("spin-path-info", &spin.matched.path_info);
-    set("spin-matched-route", &route);
-    set("spin-base-path", "/");
-    set("spin-raw-component-route", &route);
-    set("spin-component-route", &spin.pattern.base());
-    set("spin-client-addr", &spin.client.to_string());
-    for (name, value) in &spin.matched.parameters {
+    set(
+        "spin-full-url",
+        HeaderValue::from_maybe_shared(full_url).ok(),
+    );
+    set(
+        "spin-path-info",
+        HeaderValue::from_str(&matched.path_info).ok(),
+    );
+    set("spin-matched-route", route.route.clone());
+    set("spin-base-path", Some(HeaderValue::from_static("/")));
+    set("spin-raw-component-route", route.route.clone());
+    set("spin-component-route", route.base.clone());
+    set(
+        "spin-client-addr",
+        HeaderValue::from_maybe_shared(Bytes::from(client.to_string())).ok(),
+    );
+    for (name, value) in &matched.parameters {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(format!("spin-path-match-{name}").as_bytes()),
             HeaderValue::from_str(value),
@@ -297,13 +331,23 @@ fn log_request(
     instantiation: Option<Duration>,
 ) {
     let elapsed = started.elapsed();
-    let instance = instantiation
-        .map(|took| format!(" (instance {} µs)", took.as_micros()))
-        .unwrap_or_default();
     log!(
-        "{} {method} {path} -> {} in {:.2} ms{instance}",
+        "{} {method} {path} -> {} in {:.2} ms{}",
         component.unwrap_or("(no route)"),
         status.as_u16(),
-        elapsed.as_secs_f64() * 1000.0
+        elapsed.as_secs_f64() * 1000.0,
+        InstanceTime(instantiation)
     );
+}
+
+/// " (instance N µs)" when the request made an instance.
+struct InstanceTime(Option<Duration>);
+
+impl std::fmt::Display for InstanceTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(took) => write!(f, " (instance {} µs)", took.as_micros()),
+            None => Ok(()),
+        }
+    }
 }

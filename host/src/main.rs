@@ -36,11 +36,6 @@ use crate::routes::RoutePattern;
 use crate::runtime_config::RuntimeConfig;
 use crate::variables::Values;
 
-/// mimalloc rather than glibc's malloc: every request allocates and frees the same
-/// few hundred small objects (the store, the WASI context, headers, the log line).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const USAGE: &str = "\
 usage: host up [-f|--from spin.toml] [--listen 127.0.0.1:3000]
                [--runtime-config-file FILE] [--state-dir DIR]

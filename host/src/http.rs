@@ -215,9 +215,8 @@ fn add_spin_headers(
 /// handler that answers at once costs no task of its own (a spawned task wakes the
 /// other worker thread, for every request). Whatever of it is left then, streaming the
 /// body for one, goes on in a task of its own ([`Guest`]), as it does when the client
-/// goes away first: the host lets every handler run to its end. (Spin does so for a
-/// client gone before the response head; since 4.x it stops a handler whose response
-/// body the client no longer reads.)
+/// goes away first: the host lets every handler run to its end (host/README.md says
+/// where recent Spin differs).
 ///
 /// `instantiation` receives the time spent making the `Store` (with its WASI context)
 /// and instantiating, without the time the task waited to be scheduled.

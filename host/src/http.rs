@@ -93,7 +93,7 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let Some((_, route, matched)) = app.router.route(request.uri().path()) else {
+    let Some((route, matched)) = app.router.route(request.uri().path()) else {
         let response = plain(StatusCode::NOT_FOUND, "");
         log_request(
             None,

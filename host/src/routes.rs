@@ -154,12 +154,11 @@ impl<T> Router<T> {
         Router { routes }
     }
 
-    pub fn route(&self, path: &str) -> Option<(&RoutePattern, &T, Match)> {
-        self.routes.iter().find_map(|(pattern, target)| {
-            pattern
-                .matches(path)
-                .map(|matched| (pattern, target, matched))
-        })
+    /// The target of the most specific route matching `path`, and what it matched.
+    pub fn route(&self, path: &str) -> Option<(&T, Match)> {
+        self.routes
+            .iter()
+            .find_map(|(pattern, target)| pattern.matches(path).map(|matched| (target, matched)))
     }
 }
 
@@ -184,7 +183,7 @@ mod tests {
     }
 
     fn target(path: &str) -> Option<&'static str> {
-        router().route(path).map(|(_, target, _)| *target)
+        router().route(path).map(|(target, _)| *target)
     }
 
     #[test]

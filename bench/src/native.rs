@@ -5,9 +5,9 @@
 //! (copied from each service's `db.rs`; the list excepted, see `tickets_for_sale`), the
 //! same JSON types (`common::price::Price`, `common::session`, the bus's `Envelope`),
 //! the same argon2 parameters, and for an order the same outbox row, relayed after the
-//! commit with `XADD` and `PUBLISH` to a Redis of its own. What a native server would do differently, it does: one SQLite
-//! connection per thread kept open (a component opens its databases, and checks their
-//! schema version, on every request).
+//! commit with `XADD` and `PUBLISH` to a Redis of its own. What a native server would
+//! do differently, it does: one SQLite connection per thread kept open (a component
+//! opens its databases, and checks their schema version, on every request).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

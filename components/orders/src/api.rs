@@ -64,8 +64,8 @@ pub fn list(req: Request, _params: Params) -> Response {
 
 fn try_list(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
-    let conn = db::open()?;
-    Ok(json_response(200, &db::orders_of(&conn, &user.id)?))
+    let orders = BUS.read(|conn| db::orders_of(conn, &user.id))?;
+    Ok(json_response(200, &orders))
 }
 
 /// `GET /api/orders/:id`: one of the caller's orders.
@@ -75,8 +75,7 @@ pub fn show(req: Request, params: Params) -> Response {
 
 fn try_show(req: &Request, params: &Params) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
-    let conn = db::open()?;
-    let order = own_order(&conn, params, &user)?;
+    let order = BUS.read(|conn| own_order(conn, params, &user))?;
     Ok(json_response(200, &order))
 }
 

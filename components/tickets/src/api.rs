@@ -33,17 +33,13 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
 
 /// `GET /api/tickets`: every ticket that is not reserved.
 pub fn list(_req: Request, _params: Params) -> Response {
-    respond(
-        db::open()
-            .and_then(|conn| db::tickets_for_sale_json(&conn))
-            .map(|json| {
-                Response::builder()
-                    .status(200)
-                    .header("content-type", "application/json")
-                    .body(json.into_bytes())
-                    .build()
-            }),
-    )
+    respond(BUS.read(db::tickets_for_sale_json).map(|json| {
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(json.into_bytes())
+            .build()
+    }))
 }
 
 /// `GET /api/tickets/:id`.
@@ -53,8 +49,9 @@ pub fn show(_req: Request, params: Params) -> Response {
 
 fn try_show(params: &Params) -> Result<Response, ApiError> {
     let id = params.get("id").ok_or(ApiError::NotFound)?;
-    let conn = db::open()?;
-    let ticket = db::find_ticket(&conn, id)?.ok_or(ApiError::NotFound)?;
+    let ticket = BUS
+        .read(|conn| db::find_ticket(conn, id))?
+        .ok_or(ApiError::NotFound)?;
     Ok(json_response(200, &ticket))
 }
 

@@ -266,6 +266,30 @@ fn unknown_and_malformed_ids_are_not_found() {
     });
 }
 
+/// A read checks the schema's version only when it fails (`common::db::read`): on a
+/// database no statement has touched yet, it creates the schema and answers.
+#[test]
+fn a_read_is_answered_when_it_is_the_first_statement_a_database_sees() {
+    on_every_runtime(|app| {
+        let file = app.sqlite_path("tickets");
+        let size = std::fs::metadata(&file).map_or(0, |metadata| metadata.len());
+        assert_eq!(
+            size,
+            0,
+            "{} has a schema before any request",
+            file.display()
+        );
+        let reply = app.get("/api/tickets/0123456789abcdef0123456789abcdef");
+        assert_eq!(reply.status, 404, "{}", reply.text());
+        let reply = app.get("/api/tickets");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json(), json!([]));
+        let seller = app.signed_up("seller");
+        let ticket = created(&seller, "Concert", json!(20));
+        assert_eq!(show(app, ticket["id"].as_str().unwrap()), ticket);
+    });
+}
+
 #[test]
 fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_updated() {
     on_every_runtime(|app| {

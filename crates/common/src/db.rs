@@ -7,6 +7,11 @@ use crate::ApiError;
 /// A service's schema, one entry per version, oldest first. Each version is a list of
 /// single statements (Spin's `execute` runs one at a time). Versions are only ever
 /// appended: a released one never changes.
+///
+/// A version changes the schema only: tables, columns, indexes. It never writes rows,
+/// because [`read`] does not check the version before it reads: a read that runs
+/// against an older schema sees the same rows it would see after the upgrade, as long
+/// as no upgrade rewrites them. [`migrate`] refuses a statement that writes rows.
 pub type Migrations = &'static [&'static [&'static str]];
 
 /// Opens the database `name` (granted in spin.toml) with its schema at the latest version.
@@ -14,6 +19,35 @@ pub fn open(name: &str, migrations: Migrations) -> Result<Connection, ApiError> 
     let conn = Connection::open(name)?;
     migrate(&conn, migrations)?;
     Ok(conn)
+}
+
+/// Runs `read` (statements that only read) on the database `name`, checking its schema
+/// version only when `read` fails.
+///
+/// Every request is a fresh instance, so [`open`]'s version check is a statement of its
+/// own on every request: on a point read, half of the statements. Here a database
+/// without the tables or columns `read` names fails it; then it is migrated and `read`
+/// runs again. A database at an older version whose tables answer `read` is read as it
+/// is, which gives the same rows as after the upgrade ([`Migrations`]), and the next
+/// write migrates it. When the database is already at the latest version, the failure
+/// was not the schema's, and it is returned as it was.
+pub fn read<T>(
+    name: &str,
+    migrations: Migrations,
+    read: impl Fn(&Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let conn = Connection::open(name)?;
+    let failure = match read(&conn) {
+        Ok(value) => return Ok(value),
+        Err(failure) => failure,
+    };
+    match schema_version(&conn) {
+        Ok(version) if version < migrations.len() => {
+            migrate(&conn, migrations)?;
+            read(&conn)
+        }
+        _ => Err(failure),
+    }
 }
 
 /// Applies the versions the database lacks (its `user_version` counts those applied),
@@ -27,8 +61,16 @@ pub fn migrate(conn: &Connection, migrations: Migrations) -> Result<(), ApiError
     }
     transaction(conn, |conn| {
         let current = schema_version(conn)?;
-        for statements in migrations.iter().skip(current) {
+        for (index, statements) in migrations.iter().enumerate().skip(current) {
             for statement in statements.iter() {
+                if writes_rows(statement) {
+                    return Err(anyhow::anyhow!(
+                        "version {} of the schema writes rows, which no version may do \
+                         (common::db::Migrations says why): {statement}",
+                        index + 1
+                    )
+                    .into());
+                }
                 conn.execute(statement, &[])?;
             }
         }
@@ -67,4 +109,42 @@ pub fn transaction<T>(
         let _ = conn.execute("ROLLBACK", &[]);
     }
     outcome
+}
+
+/// Whether a migration's statement writes rows (its first keyword says so; `WITH` may
+/// lead into any of them).
+fn writes_rows(statement: &str) -> bool {
+    let first = statement
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .find(|word| !word.is_empty())
+        .unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE", "WITH"]
+        .iter()
+        .any(|keyword| first.eq_ignore_ascii_case(keyword))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_rows;
+
+    #[test]
+    fn migrations_may_change_the_schema_but_not_rows() {
+        for schema in [
+            "CREATE TABLE t (id TEXT)",
+            "  create index t_id ON t (id) WHERE id IS NOT NULL",
+            "ALTER TABLE t ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0",
+            "DROP INDEX t_id",
+        ] {
+            assert!(!writes_rows(schema), "{schema}");
+        }
+        for rows in [
+            "INSERT INTO t VALUES ('a')",
+            "\n  update t SET id = trim(id)",
+            "DELETE FROM t",
+            "REPLACE INTO t VALUES ('a')",
+            "WITH old AS (SELECT id FROM t) DELETE FROM t WHERE id IN old",
+        ] {
+            assert!(writes_rows(rows), "{rows}");
+        }
+    }
 }

@@ -97,6 +97,16 @@ impl Bus {
         common::db::open(self.database, self.migrations)
     }
 
+    /// Runs `read`, statements that only read, on the service's database, which is
+    /// migrated only if `read` fails on an older schema (`common::db::read`): a read
+    /// request makes no statement of its own for the schema.
+    pub fn read<T>(
+        &self,
+        read: impl Fn(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        common::db::read(self.database, self.migrations, read)
+    }
+
     /// Runs `change` in one transaction (`BEGIN IMMEDIATE` … `COMMIT`, as
     /// `common::db::transaction`); the events it publishes are written in it, and relayed
     /// after the commit. A change that fails publishes nothing.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use harness::Runtime;
 
-use crate::load::{Load, Request, Requests, Summary};
+use crate::load::{self, Load, Request, Requests, Summary};
 use crate::market::Market;
 use crate::{CONNECTIONS, Instances, MEASURE, TICKETS, WARM_UP, app_of, probe_of, ticket_pages};
 
@@ -38,22 +38,61 @@ pub struct Build {
     pub host: PathBuf,
 }
 
+/// How many times today's app and the reference take turns on each route the goals
+/// compare by requests/s. This machine's speed drifts by more than the goals' factor
+/// between minutes of one run; loads taken in turns see the same drift, and the
+/// medians of five turns each are what the goals compare.
+pub const ROUNDS: usize = 5;
+
+/// Today's app as the turns load it: its address, and its tickets' pages.
+pub struct Today<'a> {
+    pub app_url: &'a str,
+    pub pages: Requests,
+}
+
+/// One route loaded in turns: today's app, then the reference, then the other way
+/// round, `ROUNDS` times.
+pub struct Turns {
+    pub today: Vec<Summary>,
+    pub then: Vec<Summary>,
+}
+
+impl Turns {
+    pub fn today_median(&self) -> f64 {
+        median(&self.today)
+    }
+
+    pub fn then_median(&self) -> f64 {
+        median(&self.then)
+    }
+}
+
+fn median(summaries: &[Summary]) -> f64 {
+    let mut figures: Vec<f64> = summaries.iter().map(Summary::requests_per_second).collect();
+    figures.sort_by(f64::total_cmp);
+    load::percentile(&figures, 50.0).unwrap_or(0.0)
+}
+
 /// What the goals need of the reference, measured here.
 pub struct Figures {
     pub list: Summary,
-    pub page: Summary,
     pub current_user: Summary,
-    pub trivial: Summary,
+    /// One ticket's page, in turns with today's app.
+    pub page: Turns,
+    /// The probe apps' trivial route, in turns with today's probe.
+    pub trivial: Turns,
     pub instance_p50_micros: Option<u64>,
     /// One ticket's page with the reference's components on real Spin, when it is given.
     pub spin_page: Option<Summary>,
 }
 
 /// The reference app with its own Redis and a market like today's (the same number of
-/// tickets, a signed-in buyer), then its probe app's trivial route.
+/// tickets, a signed-in buyer), and its probe app; their page and trivial route are
+/// loaded in turns with today's app and probe.
 pub fn measure(
     runtime: &tokio::runtime::Runtime,
     build: &Build,
+    today: &Today,
     spin: Option<&Runtime>,
     jwt_key: &str,
 ) -> Result<Figures> {
@@ -76,12 +115,24 @@ pub fn measure(
     let mut market = Market::open(&app)?;
     let page_requests = pages(&mut market)?;
     let url = app.base_url();
+    // Its list first, as today's: the pages follow a list in both.
     let list = load(url, Requests::Same(Request::get("/api/tickets")), None)?;
-    let page = load(url, page_requests, None)?;
     let current_user = load(
         url,
         Requests::Same(Request::get("/api/users/currentuser")),
         Some(&market.buyer_cookie),
+    )?;
+    let today_probe = probe_of(&harness::workspace_root(), None, Runtime::Host);
+    let probe = probe_of(&build.root, Some(&build.host), Runtime::Host);
+    let hello = Requests::Same(Request::get("/hello"));
+    eprintln!("today's app and the reference's in turns, {ROUNDS} rounds ...");
+    let page = turns(
+        || load(today.app_url, today.pages.clone(), None),
+        || load(url, page_requests.clone(), None),
+    )?;
+    let trivial = turns(
+        || load(today_probe.base_url(), hello.clone(), None),
+        || load(probe.base_url(), hello.clone(), None),
     )?;
     drop(market);
     drop(app);
@@ -95,19 +146,30 @@ pub fn measure(
         }
         None => None,
     };
-
-    let probe = probe_of(&build.root, Some(&build.host), Runtime::Host);
-    let trivial = load(
-        probe.base_url(),
-        Requests::Same(Request::get("/hello")),
-        None,
-    )?;
     Ok(Figures {
         list,
-        page,
         current_user,
+        page,
         trivial,
         instance_p50_micros: Instances::from_logs(&probe.logs()).p50(),
         spin_page,
     })
+}
+
+/// `ROUNDS` rounds of both loads, today's first in odd rounds and second in even ones.
+fn turns(today: impl Fn() -> Result<Summary>, then: impl Fn() -> Result<Summary>) -> Result<Turns> {
+    let mut turns = Turns {
+        today: Vec::new(),
+        then: Vec::new(),
+    };
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            turns.today.push(today()?);
+            turns.then.push(then()?);
+        } else {
+            turns.then.push(then()?);
+            turns.today.push(today()?);
+        }
+    }
+    Ok(turns)
 }

@@ -266,6 +266,33 @@ fn unknown_and_malformed_ids_are_not_found() {
     });
 }
 
+/// A GET's body is not read (common::serve): one that says it is over 64 KiB is
+/// refused, a small one changes nothing.
+#[test]
+fn a_get_with_a_body_is_answered_as_without_one() {
+    on_every_runtime(|app| {
+        let seller = app.signed_up("seller");
+        let ticket = created(&seller, "Concert", json!(20));
+        let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
+        let get = |body: Vec<u8>| {
+            app.send(
+                app.request(harness::Method::GET, &path)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+        };
+        let reply = get(br#"{"title": "Other"}"#.to_vec());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json(), ticket);
+        let reply = get(vec![b' '; 64 * 1024 + 1]);
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        assert_eq!(
+            errors(&reply),
+            json!([{"message": "Request body is too large"}])
+        );
+    });
+}
+
 /// A read checks the schema's version only when it fails (`common::db::read`): on a
 /// database no statement has touched yet, it creates the schema and answers.
 #[test]

@@ -962,7 +962,7 @@ fn trivial_section(text: &mut String, trivial: &Trivial) {
          routing, a fresh instance from the pooling allocator, the guest's run and its \
          response. Instantiation alone (a new `Store` with its WASI context, then \
          `InstancePre::instantiate`), from the host's request log over {} requests of the \
-         trivial route: p50 {}, p99 {} (goal: at most 100 µs).",
+         trivial route: p50 {}, p99 {} (goal: p50 at most 10 µs).",
         micros(overhead),
         instances.0.len(),
         instances.percentile(50.0),

@@ -716,7 +716,7 @@ fn goals_section(
         (
             "trivial route: at least 2× the reference's req/s",
             format!("{then_hello:.0}"),
-            format!("{now_hello:.0} ({:.1}×)", now_hello / then_hello),
+            format!("{now_hello:.0} ({:.2}×)", now_hello / then_hello),
             twice(now_hello, then_hello),
         ),
         (
@@ -742,7 +742,7 @@ fn goals_section(
         (
             "`GET /api/tickets/:id`: at least 2× the reference's req/s",
             format!("{then_page:.0}"),
-            format!("{now_page:.0} ({:.1}×)", now_page / then_page),
+            format!("{now_page:.0} ({:.2}×)", now_page / then_page),
             twice(now_page, then_page),
         ),
         (
@@ -785,7 +785,7 @@ fn goals_section(
                  reference's req/s there",
                 then.map_or_else(|| "not measured".to_owned(), |then| format!("{then:.0}")),
                 match (now, then) {
-                    (Some(now), Some(then)) => format!("{now:.0} ({:.1}×)", now / then),
+                    (Some(now), Some(then)) => format!("{now:.0} ({:.2}×)", now / then),
                     (Some(now), None) => format!("{now:.0}"),
                     (None, _) => "not measured".to_owned(),
                 },
@@ -1239,13 +1239,13 @@ mod tests {
         assert!(text.contains("measured in this run"), "{text}");
         assert_eq!(
             row(&text, "`GET /api/tickets/:id`: at least 2×"),
-            "| `GET /api/tickets/:id`: at least 2× the reference's req/s | 40 | 100 (2.5×) | yes |"
+            "| `GET /api/tickets/:id`: at least 2× the reference's req/s | 40 | 100 (2.50×) | yes |"
         );
         assert!(
-            row(&text, "trivial route: at least 2×").ends_with("| 200 | 300 (1.5×) | **no** |")
+            row(&text, "trivial route: at least 2×").ends_with("| 200 | 300 (1.50×) | **no** |")
         );
         // Spin: 80 now against 50 then.
-        assert!(row(&text, "real Spin").ends_with("| 50 | 80 (1.6×) | **no** |"));
+        assert!(row(&text, "real Spin").ends_with("| 50 | 80 (1.60×) | **no** |"));
         // Ratios of the reference over this run's native figures (400).
         assert!(row(&text, "`GET /api/tickets/:id`: at least 0.25").contains("| 0.10 | 0.25 |"));
         assert!(row(&text, "instantiation").contains("| 20 µs | 8 µs | yes |"));

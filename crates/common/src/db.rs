@@ -22,7 +22,7 @@ pub fn open(name: &str, migrations: Migrations) -> Result<Connection, ApiError> 
 }
 
 /// Runs `read` (statements that only read) on the database `name`, checking its schema
-/// version only when `read` fails.
+/// version only when `read` fails with a storage error.
 ///
 /// Every request is a fresh instance, so [`open`]'s version check is a statement of its
 /// own on every request: on a point read, half of the statements. Here a database
@@ -37,9 +37,10 @@ pub fn read<T>(
     read: impl Fn(&Connection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     let conn = Connection::open(name)?;
+    // Only a storage error can be the schema's; a 404 or 401 is the read's answer.
     let failure = match read(&conn) {
-        Ok(value) => return Ok(value),
-        Err(failure) => failure,
+        Err(failure @ ApiError::Internal(_)) => failure,
+        answer => return answer,
     };
     match schema_version(&conn) {
         Ok(version) if version < migrations.len() => {

@@ -836,7 +836,7 @@ fn goals_section(
 fn turns_table(text: &mut String, reference: &reference::Figures) {
     let _ = writeln!(
         text,
-        "\nIn turns (req/s, today / reference; today's first in rounds 1, 3 and 5):\n\n\
+        "\nIn turns (req/s, today / reference; today's first in the odd-numbered rounds):\n\n\
          | round | trivial route | `GET /api/tickets/:id` |\n|---:|---:|---:|"
     );
     let cell = |turns: &reference::Turns, round: usize| {

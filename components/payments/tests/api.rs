@@ -632,9 +632,23 @@ fn an_unreachable_provider_gives_500_and_nothing_is_paid() {
         let order = order_at(&app, &buyer, 20.0);
         let reply = pay_when_known(&buyer, &order, "tok_visa");
         assert_eq!(reply.status, 500, "{}", reply.text());
-        // Not stored as paid: asking again tries again.
-        let reply = pay(&buyer, &order, "tok_visa");
+        // Not stored as paid: asking again tries again. The attempt is released at
+        // once, so the bus's tick (every 5 s) sends it too; while a wake is sending it,
+        // the buyer is told it is being paid (400), and asks again.
+        let reply = eventually("a payment that is not being sent by a wake", WAIT, || {
+            let reply = pay(&buyer, &order, "tok_visa");
+            let sending = reply.status == 400 && message(&reply) == "Order is already paid";
+            (!sending).then_some(reply)
+        });
         assert_eq!(reply.status, 500, "{}", reply.text());
+        let order_id = order["id"].as_str().unwrap();
+        eventually("the log of both sends", WAIT, || {
+            let sent = app
+                .logs()
+                .into_iter()
+                .filter(|line| line.contains(order_id) && line.contains("=> stays pending"));
+            (sent.count() >= 2).then_some(())
+        });
         assert!(payments_published(&app).is_empty());
         assert_eq!(buyer.order_now(&order)["status"], "created");
         assert_no_secrets_logged(&app);

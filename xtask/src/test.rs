@@ -71,6 +71,10 @@ pub fn run(project: &Project) -> Result<()> {
         }
     }
 
+    step("wit/spin-test: spin-test's interfaces resolve against the SDK's WIT");
+    let (world, imports) = wit::spin_test_world(project)?;
+    eprintln!("{world} imports {}", imports.join(", "));
+
     step("Self-test: the world check rejects an import its world does not declare");
     build::build_packages(project, &[FORBIDDEN_IMPORT_FIXTURE])?;
     let fixture = build::wasm_path(project, FORBIDDEN_IMPORT_FIXTURE);

@@ -21,14 +21,7 @@ pub struct AppWit {
 
 impl AppWit {
     pub fn load(project: &Project) -> Result<AppWit> {
-        let sdk = sdk_wit::locate(
-            OsStr::new(project.toolchain.cargo_program()),
-            &project.root.join("Cargo.toml"),
-        )?;
-        let mut resolve = Resolve::default();
-        resolve
-            .push_dir(&sdk.dir)
-            .with_context(|| format!("reading the WIT of {} {}", sdk_wit::SDK, sdk.version))?;
+        let (mut resolve, sdk) = sdk_resolve(project)?;
         let wit = project.root.join("wit");
         let own = UnresolvedPackageGroup::parse_dir(&wit)
             .with_context(|| format!("reading {}", wit.display()))?;
@@ -55,6 +48,52 @@ impl AppWit {
             .with_context(|| format!("{} does not target world `{world}`", module.display()))?;
         imports_of(&component)
     }
+}
+
+/// `wit/spin-test/` (spin-test's interfaces, written here) resolved against the
+/// spin-sdk crate's WIT: its two packages under `deps/` first, then
+/// `fermyon:spin-test`. Returns the resolved world `test`'s name and its imports.
+pub fn spin_test_world(project: &Project) -> Result<(String, Vec<String>)> {
+    let (mut resolve, _) = sdk_resolve(project)?;
+    let dir = project.root.join("wit/spin-test");
+    let deps = dir.join("deps");
+    let mut dep_dirs: Vec<_> = std::fs::read_dir(&deps)
+        .with_context(|| format!("reading {}", deps.display()))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<std::io::Result<_>>()?;
+    dep_dirs.sort();
+    for dep in dep_dirs {
+        let group = UnresolvedPackageGroup::parse_dir(&dep)
+            .with_context(|| format!("reading {}", dep.display()))?;
+        resolve
+            .push_group(group)
+            .with_context(|| format!("resolving {}", dep.display()))?;
+    }
+    let own = UnresolvedPackageGroup::parse_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let package = resolve
+        .push_group(own)
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let world = resolve.select_world(&[package], Some("test"))?;
+    let imports = resolve.worlds[world]
+        .imports
+        .keys()
+        .map(|key| resolve.name_world_key(key))
+        .collect();
+    Ok((resolve.id_of_name(package, "test"), imports))
+}
+
+/// The spin-sdk crate's WIT: every Spin and WASI package it ships.
+fn sdk_resolve(project: &Project) -> Result<(Resolve, sdk_wit::SdkWit)> {
+    let sdk = sdk_wit::locate(
+        OsStr::new(project.toolchain.cargo_program()),
+        &project.root.join("Cargo.toml"),
+    )?;
+    let mut resolve = Resolve::default();
+    resolve
+        .push_dir(&sdk.dir)
+        .with_context(|| format!("reading the WIT of {} {}", sdk_wit::SDK, sdk.version))?;
+    Ok((resolve, sdk))
 }
 
 fn componentize(module: &[u8]) -> Result<Vec<u8>> {
@@ -84,4 +123,29 @@ fn imports_of(component: &[u8]) -> Result<Vec<String>> {
         }
     }
     Ok(imports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_test_s_world_resolves_with_its_upstream_names() {
+        let project = crate::Project::open().unwrap();
+        let (world, imports) = spin_test_world(&project).unwrap();
+        assert_eq!(world, "fermyon:spin-test/test");
+        for expected in [
+            "fermyon:spin-test-virt/key-value",
+            "fermyon:spin-test-virt/sqlite",
+            "fermyon:spin-test-virt/variables",
+            "fermyon:spin-wasi-virt/http-handler",
+            "wasi:http/incoming-handler@0.2.0",
+            "fermyon:spin-test/http-helper",
+        ] {
+            assert!(
+                imports.iter().any(|import| import == expected),
+                "{expected}: {imports:?}"
+            );
+        }
+    }
 }

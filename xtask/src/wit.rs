@@ -56,23 +56,8 @@ impl AppWit {
 pub fn spin_test_world(project: &Project) -> Result<(String, Vec<String>)> {
     let (mut resolve, _) = sdk_resolve(project)?;
     let dir = project.root.join("wit/spin-test");
-    let deps = dir.join("deps");
-    let mut dep_dirs: Vec<_> = std::fs::read_dir(&deps)
-        .with_context(|| format!("reading {}", deps.display()))?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<std::io::Result<_>>()?;
-    dep_dirs.sort();
-    for dep in dep_dirs {
-        let group = UnresolvedPackageGroup::parse_dir(&dep)
-            .with_context(|| format!("reading {}", dep.display()))?;
-        resolve
-            .push_group(group)
-            .with_context(|| format!("resolving {}", dep.display()))?;
-    }
-    let own = UnresolvedPackageGroup::parse_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?;
-    let package = resolve
-        .push_group(own)
+    let (package, _) = resolve
+        .push_dir(&dir)
         .with_context(|| format!("resolving {}", dir.display()))?;
     let world = resolve.select_world(&[package], Some("test"))?;
     let imports = resolve.worlds[world]

@@ -39,6 +39,22 @@ pub struct ComponentDef {
     pub variables: BTreeMap<String, Template>,
     pub allowed_outbound_hosts: Vec<Template>,
     pub environment: BTreeMap<String, String>,
+    /// Its component tests, from `[component.<id>.tool.spin-test]`.
+    pub spin_test: Option<SpinTest>,
+}
+
+/// `[component.<id>.tool.spin-test]`, as spin-test reads it: the test component, and how
+/// it is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinTest {
+    /// The built test component (a wasip1 module or a component), relative to the
+    /// manifest.
+    pub source: PathBuf,
+    /// The command that builds it, if any.
+    pub build: Option<String>,
+    /// Where that command runs (relative to the manifest; the manifest's directory if
+    /// not given).
+    pub workdir: PathBuf,
 }
 
 /// Files made visible to a component.
@@ -270,7 +286,23 @@ fn component_def(
         variables: component_variables,
         allowed_outbound_hosts,
         environment: raw.environment,
+        spin_test: spin_test(raw.tool, dir)?,
     })
+}
+
+/// `tool.spin-test` of a component; other tools' sections are theirs, and ignored.
+fn spin_test(tool: Option<toml::Value>, dir: &Path) -> Result<Option<SpinTest>> {
+    let Some(section) = tool.as_ref().and_then(|tool| tool.get("spin-test")) else {
+        return Ok(None);
+    };
+    let raw = RawSpinTest::deserialize(section.clone()).context("`tool.spin-test`")?;
+    Ok(Some(SpinTest {
+        source: dir.join(raw.source),
+        build: raw.build,
+        workdir: raw
+            .workdir
+            .map_or_else(|| dir.to_owned(), |workdir| dir.join(workdir)),
+    }))
 }
 
 /// A template whose `{{ name }}` references must be application variables.
@@ -429,6 +461,14 @@ struct RawComponent {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpinTest {
+    source: PathBuf,
+    build: Option<String>,
+    workdir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum RawSource {
     Path(String),
@@ -545,6 +585,34 @@ mod tests {
             ["redis_url"]
         );
         assert!(app.variables["jwt_key"].required && app.variables["jwt_key"].secret);
+    }
+
+    #[test]
+    fn a_component_s_spin_test_section_is_read_as_spin_test_reads_it() {
+        let text = APP.replace(
+            "[component.worker]",
+            "[component.auth.tool.spin-test]\n\
+             source = \"tests/target/wasm32-wasip1/release/tests.wasm\"\n\
+             build = \"cargo build --release --target wasm32-wasip1\"\n\
+             workdir = \"tests\"\n\
+             [component.auth.tool.other]\nanything = 1\n\
+             [component.worker]",
+        );
+        let app = parse_app(&text).unwrap();
+        assert_eq!(
+            app.components["auth"].spin_test,
+            Some(SpinTest {
+                source: PathBuf::from("/app/tests/target/wasm32-wasip1/release/tests.wasm"),
+                build: Some("cargo build --release --target wasm32-wasip1".into()),
+                workdir: PathBuf::from("/app/tests"),
+            })
+        );
+        assert_eq!(app.components["worker"].spin_test, None);
+
+        let text = text.replace("workdir = \"tests\"", "work_dir = \"tests\"");
+        let err = error_of(&text);
+        assert!(err.contains("`tool.spin-test`"), "{err}");
+        assert!(err.contains("unknown field `work_dir`"), "{err}");
     }
 
     #[test]

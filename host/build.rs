@@ -19,11 +19,39 @@ fn main() -> Result<()> {
     println!("cargo:rerun-if-changed={}", worlds.display());
     println!("cargo:rerun-if-changed={}", sdk.lock_file.display());
 
+    // spin-test's interfaces (`wit/spin-test/`), for `host test`: its package and the
+    // two under its `deps/` go beside the SDK's packages.
+    let spin_test = manifest_dir.join("../wit/spin-test");
+    println!("cargo:rerun-if-changed={}", spin_test.display());
+    let spin_test_packages = [
+        ("spin-test", spin_test.join("world.wit")),
+        ("spin-test-virt", spin_test.join("deps/spin-test-virt/world.wit")),
+        ("spin-wasi-virt", spin_test.join("deps/spin-wasi-virt/world.wit")),
+    ];
+
     let wit = out.join("wit");
     std::fs::create_dir_all(&wit)?;
     std::fs::copy(&worlds, wit.join("host.wit"))
         .with_context(|| format!("copying {}", worlds.display()))?;
-    sdk.copy_dependencies(&[worlds], &wit.join("deps"))?;
+    // The host binds them on WASI 0.2.6, the version wasmtime-wasi and
+    // wasmtime-wasi-http implement (their bindings are reused, not generated again); a
+    // test's 0.2.0 imports link to those by semver, as they do for spin-sdk's.
+    let staged = out.join("spin-test");
+    let mut own = vec![worlds];
+    for (name, file) in &spin_test_packages {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let dir = staged.join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("world.wit"), text.replace("@0.2.0", "@0.2.6"))?;
+        own.push(dir.join("world.wit"));
+    }
+    sdk.copy_dependencies(&own, &wit.join("deps"))?;
+    for (name, _) in &spin_test_packages {
+        let dir = wit.join("deps").join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(staged.join(name).join("world.wit"), dir.join("world.wit"))?;
+    }
 
     let path = wit
         .to_str()

@@ -25,6 +25,26 @@ mod redis_trigger {
     });
 }
 
+/// spin-test's world (`wit/spin-test/`): what a component test imports from the host,
+/// and its `list-tests` and `run`, bound on WASI 0.2.6 (build.rs): WASI and `wasi:http`
+/// are wasmtime-wasi's and wasmtime-wasi-http's, SQLite's types Spin's.
+pub mod spin_test {
+    spin_bindgen!({
+        world: "fermyon:spin-test/test",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:http/types": wasmtime_wasi_http::p2::bindings::http::types,
+            "fermyon:spin/sqlite@2.0.0": crate::bindings::spin::sqlite,
+            "fermyon:spin-test-virt/sqlite.connection": crate::spin_test::SqliteConnection,
+            "fermyon:spin-test-virt/key-value.store": crate::spin_test::KeyValueStore,
+            "fermyon:spin-test/http-helper.response-receiver": crate::spin_test::ResponseReceiver,
+        },
+    });
+}
+
 pub use imports::SpinImports;
 /// `fermyon:spin@2.0.0`'s interfaces (the module carries the version because the
 /// SDK's WIT also holds the unversioned `fermyon:spin` package).

@@ -17,6 +17,7 @@ mod redis_outbound;
 mod redis_trigger;
 mod routes;
 mod runtime_config;
+mod spin_test;
 mod sqlite;
 mod state;
 mod stdio;

@@ -20,13 +20,23 @@ fn main() -> Result<()> {
     println!("cargo:rerun-if-changed={}", sdk.lock_file.display());
 
     // spin-test's interfaces (`wit/spin-test/`), for `host test`: its package and the
-    // two under its `deps/` go beside the SDK's packages.
+    // two under its `deps/` go beside the SDK's packages, with the host's own additions
+    // (`wit/host-test/`).
     let spin_test = manifest_dir.join("../wit/spin-test");
     println!("cargo:rerun-if-changed={}", spin_test.display());
+    let host_test = manifest_dir.join("../wit/host-test/world.wit");
+    println!("cargo:rerun-if-changed={}", host_test.display());
     let spin_test_packages = [
+        ("host-test", host_test),
         ("spin-test", spin_test.join("world.wit")),
-        ("spin-test-virt", spin_test.join("deps/spin-test-virt/world.wit")),
-        ("spin-wasi-virt", spin_test.join("deps/spin-wasi-virt/world.wit")),
+        (
+            "spin-test-virt",
+            spin_test.join("deps/spin-test-virt/world.wit"),
+        ),
+        (
+            "spin-wasi-virt",
+            spin_test.join("deps/spin-wasi-virt/world.wit"),
+        ),
     ];
 
     let wit = out.join("wit");
@@ -39,8 +49,8 @@ fn main() -> Result<()> {
     let staged = out.join("spin-test");
     let mut own = vec![worlds];
     for (name, file) in &spin_test_packages {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let dir = staged.join(name);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("world.wit"), text.replace("@0.2.0", "@0.2.6"))?;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::allowed_hosts::AllowedHosts;
@@ -20,6 +21,7 @@ use crate::manifest::{App, FileMount};
 use crate::redis_outbound::Pools;
 use crate::routes::Router;
 use crate::runtime_config::{KeyValueBackend, RuntimeConfig};
+use crate::spin_test::Environment;
 use crate::sqlite::{self, Database};
 use crate::state::{ComponentRuntime, State};
 use crate::variables::Values;
@@ -27,8 +29,21 @@ use crate::variables::Values;
 pub struct RunningApp {
     pub router: Router<HttpRoute>,
     pub redis_subscriptions: Vec<RedisSubscription>,
+}
+
+/// Every component of a manifest compiled and linked against the host's imports, ready
+/// to instantiate: made once by `host up`, and once for all the tests of `host test`.
+pub struct Compiled {
+    engine: Engine,
+    pres: BTreeMap<String, InstancePre<State>>,
     /// How many distinct modules came from the compiled-code cache, of how many.
     pub cache_hits: (usize, usize),
+}
+
+impl Compiled {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 pub struct HttpComponent {
@@ -49,22 +64,18 @@ pub struct Options<'a> {
     pub values: &'a Values,
     /// Where the app's local state goes (`.spin/` by default).
     pub state_dir: &'a Path,
-    /// Where compiled code is kept between runs; None compiles every time.
-    pub cache_dir: Option<&'a Path>,
+    /// A component test's hold on the app (`host test`), None when serving.
+    pub test: Option<&'a Arc<Environment>>,
 }
 
-pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
+/// Compiles every component of `app` (or takes it from `cache_dir`) and links it.
+pub fn compile(app: &App, cache_dir: Option<&Path>) -> Result<Compiled> {
     let engine = engine::new_engine()?;
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     SpinImports::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
 
-    let databases = databases(app, options.runtime_config)?;
-    let redis = Arc::new(Pools::default());
-    let stores = key_value_stores(app, options.runtime_config)?;
-
-    let mut runtimes = BTreeMap::new();
     let mut pres = BTreeMap::new();
     let mut cache_hits = 0;
     // Component ids that share a `.wasm` share its compiled code.
@@ -73,7 +84,7 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
         let code = match compiled.get(component.source.as_path()) {
             Some(code) => code.clone(),
             None => {
-                let loaded = engine::load_component(&engine, &component.source, options.cache_dir)
+                let loaded = engine::load_component(&engine, &component.source, cache_dir)
                     .with_context(|| format!("component `{id}`"))?;
                 cache_hits += usize::from(loaded.from_cache);
                 compiled.insert(&component.source, loaded.component.clone());
@@ -85,6 +96,25 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
                 "component `{id}` imports something this host does not provide"
             ))
         })?;
+        pres.insert(id.clone(), pre);
+    }
+    Ok(Compiled {
+        engine,
+        pres,
+        cache_hits: (cache_hits, compiled.len()),
+    })
+}
+
+/// The running app: each component's grants resolved, its databases and stores open,
+/// its routes and Redis subscriptions laid out.
+pub fn build(app: &App, compiled: &Compiled, options: Options<'_>) -> Result<RunningApp> {
+    let databases = databases(app, options.runtime_config)?;
+    let redis = Arc::new(Pools::default());
+    let stores = key_value_stores(app, options.runtime_config)?;
+
+    let mut runtimes = BTreeMap::new();
+    let pres = &compiled.pres;
+    for (id, component) in &app.components {
         let allowed_hosts = component
             .allowed_outbound_hosts
             .iter()
@@ -112,9 +142,9 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
             files: preopens(&app.dir, options.state_dir, id, &component.files)
                 .and_then(|preopens| crate::state::open_files(&preopens))
                 .with_context(|| format!("component `{id}`: files"))?,
+            test: options.test.cloned(),
         };
         runtimes.insert(id.clone(), Arc::new(runtime));
-        pres.insert(id.clone(), pre);
     }
 
     let mut http_components: BTreeMap<&str, Arc<HttpComponent>> = BTreeMap::new();
@@ -164,7 +194,6 @@ pub fn build(app: &App, options: Options<'_>) -> Result<RunningApp> {
     Ok(RunningApp {
         router: Router::new(routes),
         redis_subscriptions,
-        cache_hits: (cache_hits, compiled.len()),
     })
 }
 

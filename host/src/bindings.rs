@@ -25,12 +25,12 @@ mod redis_trigger {
     });
 }
 
-/// spin-test's world (`wit/spin-test/`): what a component test imports from the host,
-/// and its `list-tests` and `run`, bound on WASI 0.2.6 (build.rs): WASI and `wasi:http`
-/// are wasmtime-wasi's and wasmtime-wasi-http's, SQLite's types Spin's.
+/// What a component test imports from the host: spin-test's world (`wit/spin-test/`)
+/// and the host's additions (`wit/host-test/`), bound on WASI 0.2.6 (build.rs): WASI
+/// and `wasi:http` are wasmtime-wasi's and wasmtime-wasi-http's, SQLite's types Spin's.
 pub mod spin_test {
     spin_bindgen!({
-        world: "fermyon:spin-test/test",
+        world: "ticketing:host-test/test",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
@@ -38,6 +38,7 @@ pub mod spin_test {
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "wasi:http/types": wasmtime_wasi_http::p2::bindings::http::types,
             "fermyon:spin/sqlite@2.0.0": crate::bindings::spin::sqlite,
+            "fermyon:spin/redis@2.0.0": crate::bindings::spin::redis,
             "fermyon:spin-test-virt/sqlite.connection": crate::spin_test::SqliteConnection,
             "fermyon:spin-test-virt/key-value.store": crate::spin_test::KeyValueStore,
             "fermyon:spin-test/http-helper.response-receiver": crate::spin_test::ResponseReceiver,

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -27,6 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::app::{HttpComponent, RunningApp};
 use crate::console::log;
 use crate::routes::{Match, RoutePattern};
+use crate::spin_test::Environment;
 use crate::state::State;
 
 /// Serves until `shutdown` turns true; connections in flight finish their request.
@@ -81,12 +81,18 @@ fn log_connection_error(err: &(dyn std::error::Error + 'static)) {
     }
 }
 
-async fn handle(
+/// Routes one request to its component and runs it (a client's, or a component
+/// test's).
+pub async fn handle<B>(
     app: &RunningApp,
     local: SocketAddr,
     client: SocketAddr,
-    mut request: Request<Incoming>,
-) -> Response<HyperOutgoingBody> {
+    mut request: Request<B>,
+) -> Response<HyperOutgoingBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let started = Instant::now();
     let method = request.method().clone();
     let path_and_query = request
@@ -96,6 +102,7 @@ async fn handle(
     let Some((route, matched)) = app.router.route(request.uri().path()) else {
         let response = plain(StatusCode::NOT_FOUND, "");
         log_request(
+            None,
             None,
             &method,
             &path_and_query,
@@ -133,6 +140,7 @@ async fn handle(
     };
     log_request(
         Some(&component.runtime.id),
+        component.runtime.test.as_deref(),
         &method,
         &path_and_query,
         response.status(),
@@ -220,11 +228,15 @@ fn add_spin_headers(
 ///
 /// `instantiation` receives the time spent making the `Store` (with its WASI context)
 /// and instantiating, without the time the task waited to be scheduled.
-async fn run(
+async fn run<B>(
     component: &HttpComponent,
-    request: Request<Incoming>,
+    request: Request<B>,
     instantiation: Arc<OnceLock<Duration>>,
-) -> anyhow::Result<Response<HyperOutgoingBody>> {
+) -> anyhow::Result<Response<HyperOutgoingBody>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let making = Instant::now();
     let mut store = Store::new(component.pre.engine(), component.runtime.new_state());
     let store_made = making.elapsed();
@@ -323,8 +335,10 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
 
 /// One line per request: component, method, path, status, duration until the response
 /// head, and how much of it went to making the instance (`cargo xtask bench` reads it).
+/// Under a component test, the line goes to the test's output.
 fn log_request(
     component: Option<&str>,
+    test: Option<&Environment>,
     method: &hyper::Method,
     path: &str,
     status: StatusCode,
@@ -332,13 +346,17 @@ fn log_request(
     instantiation: Option<Duration>,
 ) {
     let elapsed = started.elapsed();
-    log!(
+    let line = format!(
         "{} {method} {path} -> {} in {:.2} ms{}",
         component.unwrap_or("(no route)"),
         status.as_u16(),
         elapsed.as_secs_f64() * 1000.0,
         InstanceTime(instantiation)
     );
+    match test {
+        Some(test) => test.log(&line),
+        None => log!("{line}"),
+    }
 }
 
 /// " (instance N µs)" when the request made an instance.

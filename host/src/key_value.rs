@@ -7,6 +7,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::spin::key_value::{self, Error};
 use crate::redis_outbound::Pools;
+use crate::spin_test::KeyValueCall as Call;
 use crate::sqlite::Database;
 use crate::state::State;
 
@@ -19,6 +20,7 @@ pub enum Backend {
 }
 
 /// The guest's `store` resource.
+#[derive(Clone)]
 pub struct Store {
     label: String,
     backend: Backend,
@@ -42,9 +44,14 @@ fn other(err: impl ToString) -> Error {
 }
 
 impl State {
-    fn store(&self, store: &Resource<Store>) -> Result<(String, Backend), Error> {
-        let store = self.table.get(store).map_err(other)?;
-        Ok((store.label.clone(), store.backend.clone()))
+    /// The store behind a guest's handle, and the call recorded when a component test
+    /// watches the app's key-value calls.
+    fn store(&self, store: &Resource<Store>, call: impl FnOnce() -> Call) -> Result<Store, Error> {
+        let store = self.table.get(store).map_err(other)?.clone();
+        if let Some(test) = &self.component.test {
+            test.record_key_value_call(&store.label, call());
+        }
+        Ok(store)
     }
 }
 
@@ -58,33 +65,30 @@ async fn query_redis(
     pools.query(url, command).await.map_err(other)
 }
 
-impl key_value::Host for State {}
-
-impl key_value::HostStore for State {
-    async fn open(&mut self, label: String) -> Result<Resource<Store>, Error> {
-        let backend = self.component.key_value_store(&label)?;
-        self.table
-            .push(Store { label, backend })
-            .map_err(|_| Error::StoreTableFull)
+/// The operations of a store, on either backend (a component's calls and a component
+/// test's alike).
+impl Store {
+    pub fn new(label: String, backend: Backend) -> Store {
+        Store { label, backend }
     }
 
-    async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
-        match self.store(&store)? {
-            (label, Backend::Sqlite(database)) => database
+    pub async fn get(&self, pools: Arc<Pools>, key: String) -> Result<Option<Vec<u8>>, Error> {
+        match &self.backend {
+            Backend::Sqlite(database) => database
                 .with_connection(|connection| {
                     use rusqlite::OptionalExtension;
                     connection
                         .prepare_cached(
                             "SELECT value FROM spin_key_value WHERE store = ? AND key = ?",
                         )?
-                        .query_row((label, key), |row| row.get(0))
+                        .query_row((&self.label, key), |row| row.get(0))
                         .optional()
                 })
                 .map_err(other),
-            (_, Backend::Redis(url)) => {
+            Backend::Redis(url) => {
                 let mut command = redis::cmd("GET");
                 command.arg(key);
-                match query_redis(self.component.redis.clone(), &url, command).await? {
+                match query_redis(pools, url, command).await? {
                     redis::Value::Nil => Ok(None),
                     redis::Value::BulkString(bytes) => Ok(Some(bytes)),
                     other_reply => Err(Error::Other(format!("unexpected reply {other_reply:?}"))),
@@ -93,67 +97,58 @@ impl key_value::HostStore for State {
         }
     }
 
-    async fn set(
-        &mut self,
-        store: Resource<Store>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), Error> {
-        match self.store(&store)? {
-            (label, Backend::Sqlite(database)) => database
+    pub async fn set(&self, pools: Arc<Pools>, key: String, value: Vec<u8>) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Sqlite(database) => database
                 .with_connection(|connection| {
                     connection
                         .prepare_cached(
                             "INSERT INTO spin_key_value (store, key, value) VALUES (?, ?, ?)
                              ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
                         )?
-                        .execute((label, key, value))
+                        .execute((&self.label, key, value))
                 })
                 .map(drop)
                 .map_err(other),
-            (_, Backend::Redis(url)) => {
+            Backend::Redis(url) => {
                 let mut command = redis::cmd("SET");
                 command.arg(key).arg(value);
-                query_redis(self.component.redis.clone(), &url, command)
-                    .await
-                    .map(drop)
+                query_redis(pools, url, command).await.map(drop)
             }
         }
     }
 
-    async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {
-        match self.store(&store)? {
-            (label, Backend::Sqlite(database)) => database
+    pub async fn delete(&self, pools: Arc<Pools>, key: String) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Sqlite(database) => database
                 .with_connection(|connection| {
                     connection
                         .prepare_cached("DELETE FROM spin_key_value WHERE store = ? AND key = ?")?
-                        .execute((label, key))
+                        .execute((&self.label, key))
                 })
                 .map(drop)
                 .map_err(other),
-            (_, Backend::Redis(url)) => {
+            Backend::Redis(url) => {
                 let mut command = redis::cmd("DEL");
                 command.arg(key);
-                query_redis(self.component.redis.clone(), &url, command)
-                    .await
-                    .map(drop)
+                query_redis(pools, url, command).await.map(drop)
             }
         }
     }
 
-    async fn exists(&mut self, store: Resource<Store>, key: String) -> Result<bool, Error> {
-        match self.store(&store)? {
-            (label, Backend::Sqlite(database)) => database
+    async fn exists(&self, pools: Arc<Pools>, key: String) -> Result<bool, Error> {
+        match &self.backend {
+            Backend::Sqlite(database) => database
                 .with_connection(|connection| {
                     connection
                         .prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ? AND key = ?")?
-                        .exists((label, key))
+                        .exists((&self.label, key))
                 })
                 .map_err(other),
-            (_, Backend::Redis(url)) => {
+            Backend::Redis(url) => {
                 let mut command = redis::cmd("EXISTS");
                 command.arg(key);
-                match query_redis(self.component.redis.clone(), &url, command).await? {
+                match query_redis(pools, url, command).await? {
                     redis::Value::Int(count) => Ok(count > 0),
                     other_reply => Err(Error::Other(format!("unexpected reply {other_reply:?}"))),
                 }
@@ -161,22 +156,22 @@ impl key_value::HostStore for State {
         }
     }
 
-    async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
-        match self.store(&store)? {
-            (label, Backend::Sqlite(database)) => database
+    async fn get_keys(&self, pools: Arc<Pools>) -> Result<Vec<String>, Error> {
+        match &self.backend {
+            Backend::Sqlite(database) => database
                 .with_connection(|connection| {
                     connection
                         .prepare_cached(
                             "SELECT key FROM spin_key_value WHERE store = ? ORDER BY key",
                         )?
-                        .query_map([label], |row| row.get(0))?
+                        .query_map([&self.label], |row| row.get(0))?
                         .collect()
                 })
                 .map_err(other),
-            (_, Backend::Redis(url)) => {
+            Backend::Redis(url) => {
                 let mut command = redis::cmd("KEYS");
                 command.arg("*");
-                match query_redis(self.component.redis.clone(), &url, command).await? {
+                match query_redis(pools, url, command).await? {
                     redis::Value::Array(keys) => keys
                         .into_iter()
                         .map(|key| match key {
@@ -192,6 +187,47 @@ impl key_value::HostStore for State {
                 }
             }
         }
+    }
+}
+
+impl key_value::Host for State {}
+
+impl key_value::HostStore for State {
+    async fn open(&mut self, label: String) -> Result<Resource<Store>, Error> {
+        let backend = self.component.key_value_store(&label)?;
+        self.table
+            .push(Store { label, backend })
+            .map_err(|_| Error::StoreTableFull)
+    }
+
+    async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
+        let store = self.store(&store, || Call::Get(key.clone()))?;
+        store.get(self.component.redis.clone(), key).await
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<Store>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
+        let store = self.store(&store, || Call::Set(key.clone(), value.clone()))?;
+        store.set(self.component.redis.clone(), key, value).await
+    }
+
+    async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {
+        let store = self.store(&store, || Call::Delete(key.clone()))?;
+        store.delete(self.component.redis.clone(), key).await
+    }
+
+    async fn exists(&mut self, store: Resource<Store>, key: String) -> Result<bool, Error> {
+        let store = self.store(&store, || Call::Exists(key.clone()))?;
+        store.exists(self.component.redis.clone(), key).await
+    }
+
+    async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
+        let store = self.store(&store, || Call::GetKeys)?;
+        store.get_keys(self.component.redis.clone()).await
     }
 
     async fn drop(&mut self, store: Resource<Store>) -> wasmtime::Result<()> {

@@ -42,6 +42,7 @@ usage: host up [-f|--from spin.toml] [--listen 127.0.0.1:3000]
                [--runtime-config-file FILE] [--state-dir DIR]
                [--cache-dir DIR | --disable-cache]
        host compile [-f|--from spin.toml] [--state-dir DIR] [--cache-dir DIR]
+       host test [-f|--from spin.toml] [--component ID] [FILTER] (`host test --help`)
 
 Runs the Spin app of the manifest as `spin up` does: its HTTP routes on --listen
 (port 0 picks a free one), its Redis triggers against their Redis. Variables come
@@ -51,7 +52,9 @@ manifest; compiled code is cached in <state-dir>/cache unless --cache-dir or
 --disable-cache says otherwise.
 
 `host compile` only fills the compiled-code cache with every component of the
-manifest, so that apps started next (tests side by side, say) skip compiling.";
+manifest, so that apps started next (tests side by side, say) skip compiling.
+
+`host test` runs the component tests of the manifest (spin-test's format).";
 
 struct Args {
     /// `host compile` rather than `host up`.
@@ -110,6 +113,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("test") {
+        args.next();
+        let code = spin_test::main(args).unwrap_or_else(|err| {
+            console::log!("Error: {err:#}");
+            ExitCode::FAILURE
+        });
+        console::flush();
+        return code;
+    }
     let result = parse_args(std::env::args().skip(1)).and_then(|args| {
         if args.compile_only {
             return compile(&args);
@@ -184,16 +197,19 @@ async fn up(args: Args) -> Result<()> {
     };
     let values = Values::resolve(&app.variables, |name| std::env::var(name).ok())?;
     let cache_dir = args.cache_dir(&app);
-    let running = tokio::task::block_in_place(|| {
-        app::build(
+    let (compiled, running) = tokio::task::block_in_place(|| {
+        let compiled = app::compile(&app, cache_dir.as_deref())?;
+        let running = app::build(
             &app,
+            &compiled,
             app::Options {
                 runtime_config: &runtime_config,
                 values: &values,
                 state_dir: &state_dir,
-                cache_dir: cache_dir.as_deref(),
+                test: None,
             },
-        )
+        )?;
+        anyhow::Ok((compiled, running))
     })?;
     let running = Arc::new(running);
 
@@ -201,7 +217,7 @@ async fn up(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let (hits, total) = running.cache_hits;
+    let (hits, total) = compiled.cache_hits;
     console::log!(
         "Ready in {} ms ({hits} of {total} modules from the compiled-code cache)",
         started.elapsed().as_millis()

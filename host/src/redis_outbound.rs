@@ -364,7 +364,7 @@ fn count(value: RedisValue) -> Result<u32, Error> {
 /// `[stream, id, field, value, id, field, value, ...]`. Reply types Spin cannot
 /// convert (maps, attributes, verbatim strings, pushes, nested errors) fail the call
 /// with `other`, as they do in Spin.
-fn flatten(value: RedisValue, out: &mut Vec<RedisResult>) -> Result<(), Error> {
+pub fn flatten(value: RedisValue, out: &mut Vec<RedisResult>) -> Result<(), Error> {
     match value {
         RedisValue::Nil => out.push(RedisResult::Nil),
         RedisValue::Int(int) => out.push(RedisResult::Int64(int)),

@@ -115,13 +115,14 @@ async fn listen(
             .iter()
             .map(|&index| &app.redis_subscriptions[index])
             .filter(|subscription| subscription.channel == channel)
-            .map(|subscription| deliver(subscription, payload.clone()));
+            .map(|subscription| async { drop(deliver(subscription, payload.clone()).await) });
         futures_util::future::join_all(deliveries).await;
     }
 }
 
-/// Runs the component's `handle-message` on a fresh instance and logs the outcome.
-async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) {
+/// Runs the component's `handle-message` on a fresh instance and logs the outcome (to
+/// the test's output, under a component test); Err says why it failed.
+pub async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) -> Result<(), String> {
     let started = Instant::now();
     let outcome = async {
         let state = subscription.runtime.new_state();
@@ -135,16 +136,22 @@ async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) {
     }
     .await;
     let outcome = match outcome {
-        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Ok(())) => Ok(()),
         // The guest's error carries no detail; the component logs its own reason.
-        Ok(Err(_)) => "the handler returned an error".to_owned(),
-        Err(err) => format!("failed: {err:#}"),
+        Ok(Err(_)) => Err("the handler returned an error".to_owned()),
+        Err(err) => Err(format!("failed: {err:#}")),
     };
-    log!(
-        "{} redis {} ({} bytes) -> {outcome} in {:.2} ms",
+    let line = format!(
+        "{} redis {} ({} bytes) -> {} in {:.2} ms",
         subscription.runtime.id,
         subscription.channel,
         payload.len(),
+        outcome.as_ref().err().map_or("ok", String::as_str),
         started.elapsed().as_secs_f64() * 1000.0
     );
+    match &subscription.runtime.test {
+        Some(test) => test.log(&line),
+        None => log!("{line}"),
+    }
+    outcome
 }

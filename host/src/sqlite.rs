@@ -84,7 +84,7 @@ impl Database {
             .pop()
     }
 
-    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
+    pub fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
         if let Some(dir) = self.path.parent() {
             // The file's directory (often `.spin/`) may not exist yet.
             let _ = std::fs::create_dir_all(dir);
@@ -270,7 +270,8 @@ fn read_without_waiting(
 /// What SQLite says when the write lock stays taken for the whole busy timeout.
 const LOCKED: &str = "database is locked";
 
-fn execute(
+/// Runs one statement on `connection` (a component test's statements run here too).
+pub fn execute(
     connection: &rusqlite::Connection,
     statement: &str,
     parameters: &[Value],

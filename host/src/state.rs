@@ -15,8 +15,9 @@ use crate::bindings::spin::{key_value, sqlite};
 use crate::console::log;
 use crate::outbound_http::OutboundHttp;
 use crate::redis_outbound::Pools;
+use crate::spin_test::Environment;
 use crate::sqlite::Database;
-use crate::stdio::{Console, PrefixedOutput};
+use crate::stdio::{Console, PrefixedOutput, Sink};
 
 /// A component's grants and configuration, resolved at start.
 pub struct ComponentRuntime {
@@ -36,6 +37,8 @@ pub struct ComponentRuntime {
     /// is safe because nothing an instance does moves a directory handle's state:
     /// paths are opened relative to it, and listing a directory opens it anew.
     pub files: WasiFilesystemCtx,
+    /// The component test it runs under (`host test`), None when serving.
+    pub test: Option<Arc<Environment>>,
 }
 
 /// Opens the host directories a component sees, (host path, guest path), read-only.
@@ -50,10 +53,23 @@ pub fn open_files(preopens: &[(PathBuf, String)]) -> anyhow::Result<WasiFilesyst
 impl ComponentRuntime {
     /// A fresh instance state with this component's WASI view of the world.
     pub fn new_state(self: &Arc<Self>) -> State {
+        let (stdout, stderr) = match &self.test {
+            None => (
+                Sink::Console(Console::Stdout),
+                Sink::Console(Console::Stderr),
+            ),
+            Some(test) => (
+                Sink::Buffer(test.output.clone()),
+                Sink::Buffer(test.output.clone()),
+            ),
+        };
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(PrefixedOutput::new(&self.id, Console::Stdout))
-            .stderr(PrefixedOutput::new(&self.id, Console::Stderr))
+        wasi.stdout(PrefixedOutput::new(&self.id, stdout))
+            .stderr(PrefixedOutput::new(&self.id, stderr))
             .envs(&self.environment);
+        if let Some(clock) = self.test.as_ref().and_then(|test| test.wall_clock()) {
+            wasi.wall_clock(clock);
+        }
         let mut wasi = wasi.build();
         *wasi.filesystem() = self.files.clone();
         State {

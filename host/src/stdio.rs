@@ -8,7 +8,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,14 +22,22 @@ pub use crate::console::Console;
 #[derive(Clone)]
 pub struct PrefixedOutput {
     prefix: Arc<str>,
-    console: Console,
+    sink: Sink,
+}
+
+/// Where the lines go.
+#[derive(Clone)]
+pub enum Sink {
+    Console(Console),
+    /// A buffer (a component test's, shown when the test fails).
+    Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
 impl PrefixedOutput {
-    pub fn new(component_id: &str, console: Console) -> PrefixedOutput {
+    pub fn new(component_id: &str, sink: Sink) -> PrefixedOutput {
         PrefixedOutput {
             prefix: format!("[{component_id}] ").into(),
-            console,
+            sink,
         }
     }
 }
@@ -54,7 +62,7 @@ impl PrefixedOutput {
     fn writer(&self) -> PrefixedWriter {
         PrefixedWriter {
             prefix: self.prefix.clone(),
-            console: self.console,
+            sink: self.sink.clone(),
             at_line_start: true,
             pending: Vec::new(),
         }
@@ -67,7 +75,7 @@ const LONGEST_HELD_LINE: usize = 64 * 1024;
 /// Writes whole lines through to the console, with the prefix at the start of each.
 struct PrefixedWriter {
     prefix: Arc<str>,
-    console: Console,
+    sink: Sink,
     at_line_start: bool,
     /// Bytes after the last newline written so far.
     pending: Vec<u8>,
@@ -96,7 +104,13 @@ impl PrefixedWriter {
     /// (a flush has nothing to do), and cannot fail.
     fn write_console(&mut self, bytes: &[u8]) {
         let text = prefix_lines(&self.prefix, bytes, &mut self.at_line_start);
-        crate::console::write(self.console, &text);
+        match &self.sink {
+            Sink::Console(console) => crate::console::write(*console, &text),
+            Sink::Buffer(buffer) => buffer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(&text),
+        }
     }
 }
 

@@ -55,15 +55,7 @@ pub fn build_apps(project: &Project, manifests: &[&str]) -> Result<Vec<Built>> {
     for app in apps {
         for component in app.components {
             let module = wasm_path(project, &component.package);
-            let source = normalize(&app.dir.join(&component.source));
-            if source != module {
-                if let Some(dir) = source.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::copy(&module, &source).with_context(|| {
-                    format!("copying {} to {}", module.display(), source.display())
-                })?;
-            }
+            let source = place(&module, &app.dir.join(&component.source))?;
             eprintln!("{}: {}", component.id, source.display());
             built.push(Built { component, module });
         }
@@ -73,6 +65,20 @@ pub fn build_apps(project: &Project, manifests: &[&str]) -> Result<Vec<Built>> {
         crate::web::build(project)?;
     }
     Ok(built)
+}
+
+/// Copies a built module to where a manifest's `source` expects it (unless that is where
+/// it was built); the normalized `source`.
+pub fn place(module: &Path, source: &Path) -> Result<PathBuf> {
+    let source = normalize(source);
+    if source != module {
+        if let Some(dir) = source.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(module, &source)
+            .with_context(|| format!("copying {} to {}", module.display(), source.display()))?;
+    }
+    Ok(source)
 }
 
 /// `a/b/../../c` → `c`, without touching the file system (the file may not exist yet).

@@ -81,6 +81,10 @@ struct ComponentDef {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    /// `[component.<id>.tool.<tool>]`: settings of tools, not of Spin (a locked app
+    /// does not carry them). Only spin-test's is read.
+    #[serde(default)]
+    tool: BTreeMap<String, toml::Value>,
     /// Whatever else the component says (a field this parser does not read).
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
@@ -105,6 +109,21 @@ pub struct Build {
     pub watch: Vec<String>,
 }
 
+/// `[component.<id>.tool.spin-test]`: the component's tests, in spin-test's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinTest {
+    /// The cargo package of the test component, from `--package` in its build command.
+    pub package: String,
+    /// Where the built test component goes, relative to the manifest.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct SpinTestDef {
+    source: String,
+    build: String,
+}
+
 /// A component of spin.toml that this workspace builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Component {
@@ -124,6 +143,8 @@ pub struct Component {
     pub environment: BTreeMap<String, String>,
     /// Its component variables (`[component.<id>.variables]`).
     pub variables: BTreeMap<String, String>,
+    /// Its component tests, if it has any.
+    pub spin_test: Option<SpinTest>,
     /// Fields of the component this parser does not read, which the image refuses
     /// rather than drop (e.g. `dependencies`, `exclude_files`).
     pub unread: Vec<String>,
@@ -215,6 +236,23 @@ fn component(id: String, def: ComponentDef) -> Result<Component> {
             build.command
         )
     })?;
+    let spin_test = match def.tool.get("spin-test") {
+        None => None,
+        Some(section) => {
+            let spin_test = SpinTestDef::deserialize(section.clone())
+                .with_context(|| format!("[component.{id}.tool.spin-test]"))?;
+            let package = package_of(&spin_test.build).ok_or_else(|| {
+                anyhow!(
+                    "[component.{id}.tool.spin-test] build names no `--package <crate>`: {}",
+                    spin_test.build
+                )
+            })?;
+            Some(SpinTest {
+                package,
+                source: PathBuf::from(spin_test.source),
+            })
+        }
+    };
     Ok(Component {
         package,
         source: PathBuf::from(def.source),
@@ -226,6 +264,7 @@ fn component(id: String, def: ComponentDef) -> Result<Component> {
         files: def.files.into_iter().map(file_mount).collect(),
         environment: def.environment,
         variables: def.variables,
+        spin_test,
         unread: def.other.into_keys().collect(),
         id,
     })

@@ -107,6 +107,7 @@ pub fn run(project: &Project) -> Result<()> {
         .arg(web::frontend_target_dir(project))
         .run()?;
     compile_once(project)?;
+    component_tests(project)?;
     step("Unit, black-box and browser tests of the workspace");
     cargo().args(["test", "--workspace", "--locked"]).run()?;
     eprintln!(
@@ -148,6 +149,43 @@ fn compile_once(project: &Project) -> Result<()> {
             .arg(&cache)
             .run()?;
     }
+    Ok(())
+}
+
+/// Builds the tests of each component that has them (`[component.<id>.tool.spin-test]`
+/// in spin.toml), puts each where spin.toml expects it, and runs them all on the host
+/// (`host test`), with the compiled code `compile_once` left.
+fn component_tests(project: &Project) -> Result<()> {
+    let manifest_path = project.root.join(build::APP);
+    let app = manifest::load(&manifest_path)?;
+    let tests: Vec<&manifest::SpinTest> = app
+        .components
+        .iter()
+        .filter_map(|component| component.spin_test.as_ref())
+        .collect();
+    let mut packages: Vec<&str> = tests.iter().map(|test| test.package.as_str()).collect();
+    packages.dedup();
+    step(&format!(
+        "Building the component tests: {}",
+        packages.join(", ")
+    ));
+    build::build_packages(project, &packages)?;
+    for test in &tests {
+        build::place(
+            &build::wasm_path(project, &test.package),
+            &project.root.join(&test.source),
+        )?;
+    }
+    step("Component tests: each service's tests in spin-test's format (host test)");
+    let host = project.target_dir().join("debug").join("host");
+    project
+        .sh
+        .cmd(&host)
+        .args(["test", "--no-build", "--from"])
+        .arg(&manifest_path)
+        .arg("--cache-dir")
+        .arg(host.with_file_name("host-cache"))
+        .run()?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! Stages the WIT of the world a test imports, `fermyon:spin-test/test-imports`
-//! (`wit/spin-test/`), in a build directory: its package, the two under its `deps/`,
-//! and the WASI and Spin packages they refer to, copied from the spin-sdk crate's WIT
+//! Stages the WIT of the world a test imports, `ticketing:host-test/test-imports`
+//! (`wit/host-test/`: spin-test's world `fermyon:spin-test/test-imports`, from
+//! `wit/spin-test/`, and the host's additions), in a build directory: its package,
+//! spin-test's three, and the WASI and Spin packages they refer to, copied from the spin-sdk crate's WIT
 //! (as `host/build.rs` does for the host). WASI stays at 0.2.0, the version spin-test's
 //! tests import: the host links them to its 0.2.6 by semver. `wit_bindgen::generate!`
 //! takes its path as a literal, so this also writes the call itself, with the build
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 /// The world, as `generate!` names it.
-const WORLD: &str = "fermyon:spin-test/test-imports";
+const WORLD: &str = "ticketing:host-test/test-imports";
 
 fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -20,39 +21,44 @@ fn main() -> Result<()> {
     let sdk = sdk_wit::locate(&cargo, &manifest_dir.join("Cargo.toml"))?;
 
     let spin_test = manifest_dir.join("../../wit/spin-test");
-    let world = spin_test.join("world.wit");
-    // The packages of `wit/spin-test/deps/`, by directory.
-    let own_deps = ["spin-test-virt", "spin-wasi-virt"];
+    let host_test = manifest_dir.join("../../wit/host-test");
+    let world = host_test.join("world.wit");
+    // spin-test's packages, by the directory each goes to under `deps/`.
+    let own_deps = [
+        ("spin-test", spin_test.join("world.wit")),
+        (
+            "spin-test-virt",
+            spin_test.join("deps/spin-test-virt/world.wit"),
+        ),
+        (
+            "spin-wasi-virt",
+            spin_test.join("deps/spin-wasi-virt/world.wit"),
+        ),
+    ];
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={}", spin_test.display());
+    println!("cargo:rerun-if-changed={}", host_test.display());
     println!("cargo:rerun-if-changed={}", sdk.lock_file.display());
 
     let wit = out.join("wit");
     std::fs::create_dir_all(&wit)?;
     copy(&world, &wit.join("world.wit"))?;
     let mut own = vec![world];
-    own.extend(
-        own_deps
-            .iter()
-            .map(|name| spin_test.join("deps").join(name).join("world.wit")),
-    );
+    own.extend(own_deps.iter().map(|(_, file)| file.clone()));
     // Empties `deps/` first: the project's own packages go in after.
     sdk.copy_dependencies(&own, &wit.join("deps"))?;
     drop_spin_2_worlds(&wit.join("deps"))?;
-    for name in own_deps {
+    for (name, file) in &own_deps {
         let dir = wit.join("deps").join(name);
         std::fs::create_dir_all(&dir)?;
-        copy(
-            &spin_test.join("deps").join(name).join("world.wit"),
-            &dir.join("world.wit"),
-        )?;
+        copy(file, &dir.join("world.wit"))?;
     }
 
     let path = wit
         .to_str()
         .context("the build directory's path is not UTF-8")?;
     let generated = format!(
-        "// `wit/spin-test`'s world `{WORLD}`, with {sdk} {version}'s WIT.\n\
+        "// `wit/host-test`'s world `{WORLD}`, with {sdk} {version}'s WIT.\n\
          wit_bindgen::generate!({{\n    \
              path: {path:?},\n    \
              world: {WORLD:?},\n    \
@@ -65,7 +71,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The world needs one interface of `fermyon:spin@2.0.0` (`sqlite`); the package's
+/// The world needs two interfaces of `fermyon:spin@2.0.0` (`sqlite`, `redis`); the package's
 /// `world.wit` holds, besides its `package` header, Spin 2's app worlds, which also
 /// name WASI's 0.2.0 release candidate. With two versions of a package in the WIT,
 /// wit-bindgen puts the version into the module names (`bindings::wasi::http0_2_0`,

@@ -47,9 +47,10 @@ pub use spin_test_sdk_macro::spin_test;
 #[doc(hidden)]
 pub use wit_bindgen;
 
-/// Raw bindings to the world `fermyon:spin-test/test-imports`: the app's
+/// Raw bindings to the world `ticketing:host-test/test-imports`: spin-test's (the app's
 /// `wasi:http/incoming-handler@0.2.0`, `fermyon:spin-test/http-helper`, and the
-/// environment the app runs in (`fermyon:spin-test-virt`, `fermyon:spin-wasi-virt`).
+/// environment the app runs in, `fermyon:spin-test-virt`, `fermyon:spin-wasi-virt`),
+/// and the host's additions (`ticketing:host-test/app`, see [`host`]).
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
@@ -327,4 +328,52 @@ fn read_body(body: IncomingBody) -> Vec<u8> {
     }
     drop(IncomingBody::finish(body));
     bytes
+}
+
+/// What the project's host gives a test beyond spin-test (`wit/host-test/`): Redis
+/// messages to a component's trigger, a real Redis, the wall clock, the requests the
+/// app sent out. A test that calls any of these runs only on `host test`; one that
+/// calls none imports none of it, and stays portable.
+pub mod host {
+    use super::bindings::ticketing::host_test::app;
+    pub use app::{OutboundRequest, RedisParameter, RedisResult};
+
+    /// Hands `payload` to the Redis trigger of the component `component` as a message
+    /// on `channel`, as the trigger would; Err says why it failed.
+    pub fn deliver_redis_message(
+        component: &str,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        app::deliver_redis_message(component, channel, payload)
+    }
+
+    /// Sets the wall clock the app reads to `seconds` after the Unix epoch (it runs on
+    /// from there).
+    pub fn set_wall_clock(seconds: u64) {
+        app::set_wall_clock(super::bindings::wasi::clocks::wall_clock::Datetime {
+            seconds,
+            nanoseconds: 0,
+        });
+    }
+
+    /// The test's own database on a real Redis (`redis://127.0.0.1:<port>/<db>`).
+    pub fn redis_url() -> String {
+        app::redis_url()
+    }
+
+    /// Runs a command on the test's Redis database; panics if Redis refuses it.
+    pub fn redis(command: &str, arguments: &[&[u8]]) -> Vec<RedisResult> {
+        let arguments: Vec<RedisParameter> = arguments
+            .iter()
+            .map(|argument| RedisParameter::Binary(argument.to_vec()))
+            .collect();
+        app::redis_execute(command, &arguments)
+            .unwrap_or_else(|err| panic!("Redis refused {command}: {err}"))
+    }
+
+    /// The HTTP requests the app has sent out so far, oldest first.
+    pub fn outbound_requests() -> Vec<OutboundRequest> {
+        app::outbound_requests()
+    }
 }

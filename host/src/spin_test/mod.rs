@@ -82,6 +82,8 @@ pub struct Environment {
     pub output: Arc<Mutex<Vec<u8>>>,
     /// How far the test moved the wall clock the app reads, in nanoseconds.
     clock_shift: Mutex<Option<i128>>,
+    /// The HTTP requests the app sent out, oldest first.
+    outbound: Mutex<Vec<host_test::OutboundRequest>>,
 }
 
 /// The wall clock as a test set it: from the time it gave, running on.
@@ -153,12 +155,39 @@ impl Environment {
     /// Answers the app's outbound request with what the test registered for its URL,
     /// once, as spin-test does: a URL with nothing registered fails with
     /// `internal-error`, naming it.
-    pub fn answer(&self, request: http::Request<WasiBody>) -> BoxFuture<'static, Answered> {
+    pub fn answer(
+        self: &Arc<Self>,
+        request: http::Request<WasiBody>,
+    ) -> BoxFuture<'static, Answered> {
         let url = request_url(request.uri());
         let answer = lock(&self.responses).remove(&url);
+        let environment = self.clone();
         async move {
+            // The whole request, recorded for `outbound-requests` (the app's requests
+            // are small: a form, a JSON document).
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            lock(&environment.outbound).push(host_test::OutboundRequest {
+                method: parts.method.to_string(),
+                url: url.clone(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.to_string(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.to_vec(),
+            });
             match answer {
-                Some(Answer::Echo) => Ok(Response::new(request.into_body())),
+                Some(Answer::Echo) => Ok(Response::new(
+                    Full::new(body)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )),
                 Some(Answer::Response(registered)) => {
                     let registered = registered.await.map_err(|err| {
                         HttpError::InternalError(Some(format!(
@@ -239,20 +268,18 @@ struct TestState {
     /// The requests `http-helper.new-request` made, by their resource's handle: what
     /// `incoming-handler.handle` passes to the app.
     requests: HashMap<u32, Request<HyperOutgoingBody>>,
-    /// The test's Redis database (`app.redis-url`), once asked for.
-    redis_url: Option<String>,
+    /// The test's Redis server (`app.redis-url`), once asked for.
+    redis: Option<RedisServer>,
     redis_pools: Arc<Pools>,
 }
 
 impl TestState {
-    /// The test's own Redis database, given on first use.
+    /// The test's own Redis server's URL, started on first use.
     fn redis_database(&mut self) -> Result<String> {
-        if let Some(url) = &self.redis_url {
-            return Ok(url.clone());
+        if self.redis.is_none() {
+            self.redis = Some(RedisServer::start()?);
         }
-        let url = self.suite.redis.new_database_url()?;
-        self.redis_url = Some(url.clone());
-        Ok(url)
+        Ok(self.redis.as_ref().expect("started above").url())
     }
 }
 
@@ -282,6 +309,10 @@ impl host_test::Host for TestState {
             .as_nanos() as i128;
         *lock(&self.environment.clock_shift) = Some(wanted - real);
         Ok(())
+    }
+
+    async fn outbound_requests(&mut self) -> wasmtime::Result<Vec<host_test::OutboundRequest>> {
+        Ok(lock(&self.environment.outbound).clone())
     }
 
     async fn redis_url(&mut self) -> wasmtime::Result<String> {
@@ -337,7 +368,7 @@ impl TestState {
             variables: BTreeMap::new(),
             app: None,
             requests: HashMap::new(),
-            redis_url: None,
+            redis: None,
             redis_pools: Arc::default(),
         })
     }
@@ -819,7 +850,6 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<ExitCode> {
             .build()?,
     );
     let app = Arc::new(app);
-    let redis = Arc::new(RedisServer::default());
     let mut trials = Vec::new();
     for (id, spin_test) in under_test {
         let test = engine::load_component(compiled.engine(), &spin_test.source, Some(&cache_dir))
@@ -830,7 +860,6 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<ExitCode> {
             compiled: compiled.clone(),
             linker: linker.clone(),
             test,
-            redis: redis.clone(),
         });
         let tests = runtime
             .block_on(suite.tests())
@@ -844,7 +873,6 @@ pub fn main(args: impl Iterator<Item = String>) -> Result<ExitCode> {
         }
     }
     let conclusion = libtest_mimic::run(&libtest, trials);
-    redis.stop();
     console::flush();
     Ok(if conclusion.has_failed() {
         ExitCode::from(101)
@@ -883,7 +911,6 @@ struct Suite {
     compiled: Arc<Compiled>,
     linker: Arc<Linker<TestState>>,
     test: Component,
-    redis: Arc<RedisServer>,
 }
 
 impl Suite {

@@ -1,25 +1,15 @@
-//! The real Redis server of a `host test` run: started on first use, on a free loopback
-//! port, without persistence; each test that asks gets a database of its own on it.
-//! Stopped, by its PID, when the run ends.
+//! A real Redis server for one test: started when the test first asks for it, on a
+//! free loopback port, without persistence; stopped, by its PID, with the test.
+//! (A server per test rather than a database each on one server: an app names its
+//! Redis in `allowed_outbound_hosts`, where Spin takes no database path.)
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-/// How many databases the server has: one per test that asks, in one run.
-const DATABASES: u32 = 10_000;
-
-#[derive(Default)]
 pub struct RedisServer {
-    running: Mutex<Option<Running>>,
-    next_database: AtomicU32,
-}
-
-struct Running {
     child: Child,
     port: u16,
     /// Its working directory (where it would write), removed with it.
@@ -27,41 +17,24 @@ struct Running {
 }
 
 impl RedisServer {
-    /// `redis://127.0.0.1:<port>/<db>`: a database no other test of the run uses.
-    pub fn new_database_url(&self) -> Result<String> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.is_none() {
-            *running = Some(start().context("cannot start redis-server for the test")?);
-        }
-        let port = running.as_ref().expect("started above").port;
-        let database = self.next_database.fetch_add(1, Ordering::Relaxed);
-        if database >= DATABASES {
-            bail!("more than {DATABASES} tests asked for a Redis database in one run");
-        }
-        Ok(format!("redis://127.0.0.1:{port}/{database}"))
+    pub fn start() -> Result<RedisServer> {
+        start().context("cannot start redis-server for the test")
     }
 
-    /// Stops the server, if it was started.
-    pub fn stop(&self) {
-        if let Some(mut running) = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn start() -> Result<Running> {
+fn start() -> Result<RedisServer> {
     let dir = tempfile::Builder::new()
         .prefix("host-test-redis-")
         .tempdir()?;
@@ -71,7 +44,6 @@ fn start() -> Result<Running> {
         let mut child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
-            .args(["--databases", &DATABASES.to_string()])
             .args(["--notify-keyspace-events", "Ex"])
             .arg("--dir")
             .arg(dir.path())
@@ -84,7 +56,7 @@ fn start() -> Result<Running> {
                 break;
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Running {
+                return Ok(RedisServer {
                     child,
                     port,
                     _dir: dir,

@@ -113,10 +113,18 @@ where
         return response;
     };
     let component = &route.component;
+    // A client's request names its host in `Host`; a component test's, which has no
+    // `Host` (WASI HTTP forbids the header), in its URI.
     let host = request
         .headers()
         .get(hyper::header::HOST)
         .and_then(|host| host.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        })
         .map_or_else(|| local.to_string(), str::to_owned);
     let full_url = Bytes::from(format!("http://{host}{path_and_query}"));
     // wasi:http reads the authority from the URI; a server request has only a path.

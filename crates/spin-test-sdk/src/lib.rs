@@ -56,13 +56,15 @@ pub mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
-/// The authority of every request a test sends the app.
+/// The authority of a request a test sends the app, unless [`Request::authority`]
+/// gives another.
 pub const AUTHORITY: &str = "localhost:3000";
 
 /// A request to the app, sent with [`Request::send`] to `http://localhost:3000<path>`.
 #[derive(Debug, Clone)]
 pub struct Request {
     method: Method,
+    authority: String,
     path: String,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
@@ -73,6 +75,7 @@ impl Request {
     pub fn new(method: Method, path: &str) -> Self {
         Self {
             method,
+            authority: AUTHORITY.to_owned(),
             path: path.to_owned(),
             headers: Vec::new(),
             body: None,
@@ -97,6 +100,14 @@ impl Request {
     /// `DELETE path`.
     pub fn delete(path: &str) -> Self {
         Self::new(Method::Delete, path)
+    }
+
+    /// The host the request is sent to (`tickets.example.com`), instead of
+    /// [`AUTHORITY`]: what the app reads as its own name (the host and Spin put it in
+    /// the URL the component sees).
+    pub fn authority(mut self, authority: &str) -> Self {
+        self.authority = authority.to_owned();
+        self
     }
 
     /// Adds a header (a name given twice is sent twice).
@@ -137,7 +148,7 @@ impl Request {
             .set_scheme(Some(&Scheme::Http))
             .expect("http is a valid scheme");
         request
-            .set_authority(Some(AUTHORITY))
+            .set_authority(Some(&self.authority))
             .expect("the authority is valid");
         request
             .set_path_with_query(Some(&self.path))

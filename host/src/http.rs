@@ -142,7 +142,11 @@ where
     let response = match run(component, request, instantiation.clone()).await {
         Ok(response) => response,
         Err(err) => {
-            log!("[{}] request failed: {err:#}", component.runtime.id);
+            let line = format!("[{}] request failed: {err:#}", component.runtime.id);
+            match &component.runtime.test {
+                Some(test) => test.log(&line),
+                None => log!("{line}"),
+            }
             plain(StatusCode::INTERNAL_SERVER_ERROR, "")
         }
     };

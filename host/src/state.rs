@@ -106,11 +106,15 @@ impl ComponentRuntime {
 
     /// Says, on the console, what the component tried and how to allow it.
     pub fn log_denied(&self, kind: &str, url: &str) {
-        log!(
+        let line = format!(
             "[{}] {kind} connection to `{url}` denied: it is not in the component's \
              allowed_outbound_hosts; add it there to allow it",
             self.id
         );
+        match &self.test {
+            Some(test) => test.log(&line),
+            None => log!("{line}"),
+        }
     }
 }
 

@@ -393,6 +393,37 @@ mod tests {
     }
 
     #[test]
+    fn a_component_s_tests_are_read_from_its_spin_test_tool_section() {
+        let app = parse(
+            r#"
+            spin_manifest_version = 2
+            [application]
+            name = "x"
+            [component.auth]
+            source = "auth.wasm"
+            [component.auth.build]
+            command = "cargo build --package auth"
+            [component.auth.tool.spin-test]
+            source = "target/auth_tests.wasm"
+            build = "cargo build --target wasm32-wasip1 --package auth-tests"
+            [component.auth.tool.other-tool]
+            anything = true
+            "#,
+        )
+        .unwrap();
+        let auth = &app.components[0];
+        assert_eq!(
+            auth.spin_test,
+            Some(SpinTest {
+                package: "auth-tests".into(),
+                source: "target/auth_tests.wasm".into(),
+            })
+        );
+        // Tools' sections are not Spin's: the image's locked app leaves them out.
+        assert!(auth.unread.is_empty(), "{:?}", auth.unread);
+    }
+
+    #[test]
     fn every_manifest_the_build_reads_is_read() {
         for manifest in [
             crate::build::APP,

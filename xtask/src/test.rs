@@ -152,40 +152,72 @@ fn compile_once(project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// The manifest whose component tests include one that fails on purpose.
+const FAILING_COMPONENT_TEST: &str = "xtask/fixtures/failing-component-test/spin.toml";
+
 /// Builds the tests of each component that has them (`[component.<id>.tool.spin-test]`
-/// in spin.toml), puts each where spin.toml expects it, and runs them all on the host
-/// (`host test`), with the compiled code `compile_once` left.
+/// in the app's and the probe's spin.toml), puts each where its spin.toml expects it,
+/// and runs them on the host (`host test`), with the compiled code `compile_once` left;
+/// then checks that a failing test fails the run, saying why.
 fn component_tests(project: &Project) -> Result<()> {
-    let manifest_path = project.root.join(build::APP);
-    let app = manifest::load(&manifest_path)?;
-    let tests: Vec<&manifest::SpinTest> = app
-        .components
-        .iter()
-        .filter_map(|component| component.spin_test.as_ref())
-        .collect();
-    let mut packages: Vec<&str> = tests.iter().map(|test| test.package.as_str()).collect();
-    packages.dedup();
+    let manifests = [build::APP, build::PROBE, FAILING_COMPONENT_TEST];
+    let mut packages: Vec<String> = Vec::new();
+    let mut placed = Vec::new();
+    for manifest in manifests {
+        let app = manifest::load(&project.root.join(manifest))?;
+        for test in app.components.iter().filter_map(|c| c.spin_test.as_ref()) {
+            if !packages.contains(&test.package) {
+                packages.push(test.package.clone());
+            }
+            placed.push((test.package.clone(), app.dir.join(&test.source)));
+        }
+    }
     step(&format!(
         "Building the component tests: {}",
         packages.join(", ")
     ));
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     build::build_packages(project, &packages)?;
-    for test in &tests {
-        build::place(
-            &build::wasm_path(project, &test.package),
-            &project.root.join(&test.source),
-        )?;
+    for (package, source) in &placed {
+        build::place(&build::wasm_path(project, package), source)?;
     }
-    step("Component tests: each service's tests in spin-test's format (host test)");
+
     let host = project.target_dir().join("debug").join("host");
-    project
-        .sh
-        .cmd(&host)
-        .args(["test", "--no-build", "--from"])
-        .arg(&manifest_path)
-        .arg("--cache-dir")
-        .arg(host.with_file_name("host-cache"))
-        .run()?;
+    let host_test = |manifest: &str| {
+        project
+            .sh
+            .cmd(&host)
+            .args(["test", "--no-build", "--from"])
+            .arg(project.root.join(manifest))
+            .arg("--cache-dir")
+            .arg(host.with_file_name("host-cache"))
+    };
+    step("Component tests: each service's, in spin-test's format (host test)");
+    host_test(build::APP).run()?;
+    step("Component tests of the host's test environment, through the probe (host test)");
+    host_test(build::PROBE).run()?;
+
+    step("Self-test: a failing component test fails `host test`, and says why");
+    let output = host_test(FAILING_COMPONENT_TEST)
+        .ignore_status()
+        .quiet()
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let failed_for_its_reason = !output.status.success()
+        && text.contains("this fixture test fails on purpose")
+        && text.contains("1 passed; 1 failed");
+    if !failed_for_its_reason {
+        bail!(
+            "`host test` on {FAILING_COMPONENT_TEST} should fail with the test's message; \
+             it exited with {} and printed:\n{text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    eprintln!(
+        "failed, as it must, with the test's message ({})",
+        output.status
+    );
     Ok(())
 }
 

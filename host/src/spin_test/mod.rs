@@ -1034,3 +1034,60 @@ fn build(id: &str, command: &str, workdir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_keyed_as_spin_test_keys_it() {
+        let url = |text: &str| request_url(&text.parse().unwrap());
+        assert_eq!(
+            url("https://api.stripe.com/v1/charges"),
+            "https://api.stripe.com/v1/charges"
+        );
+        assert_eq!(url("http://127.0.0.1:9/a?b=c"), "http://127.0.0.1:9/a?b=c");
+        // A lone `/` is left out.
+        assert_eq!(url("https://example.com/"), "https://example.com");
+    }
+
+    #[test]
+    fn a_test_is_named_as_its_author_wrote_it() {
+        let export = Test::Export("spin-test-a-lost-answer-is-sent-again".into());
+        assert_eq!(export.name(), "a_lost_answer_is_sent_again");
+        assert_eq!(Test::Run("my test".into()).name(), "my test");
+    }
+
+    #[test]
+    fn every_database_and_store_of_the_app_is_a_new_file_in_the_test_s_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("spin.toml"),
+            r#"
+            spin_manifest_version = 2
+            [application]
+            name = "x"
+            [[trigger.http]]
+            route = "/..."
+            component = "c"
+            [component.c]
+            source = "c.wasm"
+            sqlite_databases = ["orders"]
+            key_value_stores = ["cache"]
+            "#,
+        )
+        .unwrap();
+        let app = manifest::load(&dir.path().join("spin.toml")).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let config = fresh_runtime_config(&app, state.path());
+        assert_eq!(
+            config.sqlite_databases["orders"],
+            state.path().join("sqlite-orders.db")
+        );
+        assert_eq!(
+            config.key_value_stores["cache"],
+            KeyValueBackend::Sqlite(state.path().join("key-value.db"))
+        );
+        assert!(config.sqlite_databases["default"].starts_with(state.path()));
+    }
+}

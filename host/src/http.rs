@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -51,8 +52,9 @@ pub async fn serve(
         let app = app.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let app = app.clone();
+                let request = request.map(|body| DrainedOnDrop(Some(body)));
                 async move { Ok::<_, Infallible>(handle(&app, local, client, request).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -70,6 +72,68 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// The most of a request body left unread by its component that is still read (and
+/// dropped), and how long that may take.
+const DRAIN_LIMIT: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// A request body that, dropped before its end (its component answered without
+/// reading it all, as a 413 for a body over the limit does), is read to its end and
+/// dropped, in a task of its own, up to [`DRAIN_LIMIT`] and [`DRAIN_TIME`]. Closing the
+/// connection with the client's bytes unread instead makes the kernel reset it, and a
+/// client still sending then loses the answer (and a client that sends its next
+/// request on the connection, that request). hyper alone drains only what has already
+/// arrived. Spin does not do this (host/README.md).
+struct DrainedOnDrop(Option<Incoming>);
+
+impl hyper::body::Body for DrainedOnDrop {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.as_ref().map_or_else(
+            || hyper::body::SizeHint::with_exact(0),
+            |body| body.size_hint(),
+        )
+    }
+}
+
+impl Drop for DrainedOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(tokio::time::timeout(DRAIN_TIME, async move {
+                let mut read = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    if read > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            }));
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! spin-test-sdk: writes component tests of the app in spin-test's format, for the
 //! project's `host test` (and spin-test itself).
 //!
-//! A test component is a `wasm32-wasip1` cdylib that imports the world
-//! `fermyon:spin-test/test-imports` (`wit/spin-test/world.wit`) and exports each test as
+//! A test component is a `wasm32-wasip1` cdylib that imports (some of) the world
+//! `ticketing:host-test/test-imports` (`wit/host-test/`: spin-test's
+//! `fermyon:spin-test/test-imports`, and the host's additions) and exports each test as
 //! a function `spin-test-<name>` taking and returning nothing; a test fails by
 //! panicking. That is the convention of spin-test's own SDK (at commit 593860b9), whose
 //! runner finds the tests by listing a component's exports that start with
@@ -27,7 +28,9 @@
 //! ```
 //!
 //! [`bindings`] has everything the world imports, for what the helpers do not cover
-//! (key-value stores and their calls, SQLite databases).
+//! (key-value stores and their calls, SQLite databases). [`host`] has what the
+//! project's host adds to spin-test (`wit/host-test/`): a test that uses it runs only
+//! on `host test`.
 
 use bindings::fermyon::spin_test::http_helper;
 use bindings::fermyon::spin_test_virt::variables;
@@ -347,7 +350,13 @@ fn read_body(body: IncomingBody) -> Vec<u8> {
 /// calls none imports none of it, and stays portable.
 pub mod host {
     use super::bindings::ticketing::host_test::app;
-    pub use app::{OutboundRequest, RedisParameter, RedisResult};
+    pub use app::{OutboundFailure, OutboundRequest, RedisParameter, RedisResult};
+
+    /// Fails the app's next request to `url` (named as for [`crate::respond`]) with
+    /// `failure`, once, as if the network had: a timeout without the wait.
+    pub fn fail_request(url: &str, failure: OutboundFailure) {
+        app::fail_request(url, failure);
+    }
 
     /// Hands `payload` to the Redis trigger of the component `component` as a message
     /// on `channel`, as the trigger would; Err says why it failed.

@@ -5,7 +5,7 @@
 
 use component_test_support::{app, app_with_bus, envelope, publish, published, sign_up};
 use serde_json::{Value, json};
-use spin_test_sdk::host::outbound_requests;
+use spin_test_sdk::host::{OutboundFailure, fail_request, outbound_requests};
 use spin_test_sdk::{Request, Response, respond, set_variable, spin_test};
 
 const CHARGES: &str = "https://api.stripe.com/v1/charges";
@@ -163,6 +163,25 @@ fn a_lost_answer_is_sent_again_with_the_same_key() {
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert_eq!(keys[0], keys[1], "the retry of one attempt changed its key");
     assert_eq!(published("payment:created").len(), 1);
+}
+
+/// Stripe does not answer in time (a timeout, without the wait): 500, and the buyer's
+/// next request sends the same attempt again.
+#[spin_test]
+fn a_timed_out_charge_is_sent_again_with_the_same_key() {
+    app_with_bus();
+    stripe();
+    let session = buyer_with_order("o1");
+    fail_request(CHARGES, OutboundFailure::ConnectionReadTimeout);
+    let response = pay(&session, "o1", "tok_visa");
+    assert_eq!(response.status(), 500, "{}", response.text());
+
+    let (status, headers, body) = charged("ch_late");
+    respond(CHARGES, status, headers, body.as_bytes());
+    assert_eq!(pay(&session, "o1", "tok_visa").status(), 201);
+    let keys = charge_keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], keys[1], "the retry of one attempt changed its key");
 }
 
 /// A paid order cancelled anyway (a race at the deadline): payments refunds the charge

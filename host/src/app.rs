@@ -16,11 +16,11 @@ use crate::bindings::{RedisTriggerPre, SpinImports};
 use crate::console::log;
 use crate::engine;
 use crate::http::HttpRoute;
-use crate::key_value::{self, Backend};
+use crate::key_value::Backend;
 use crate::manifest::{App, FileMount};
 use crate::redis_outbound::Pools;
 use crate::routes::Router;
-use crate::runtime_config::{KeyValueBackend, RuntimeConfig};
+use crate::runtime_config::RuntimeConfig;
 use crate::spin_test::Environment;
 use crate::sqlite::{self, Database};
 use crate::state::{ComponentRuntime, State};
@@ -241,16 +241,7 @@ fn key_value_stores(app: &App, config: &RuntimeConfig) -> Result<BTreeMap<String
                  does not define (add [key_value_store.{label}] to it)"
             )
         })?;
-        let backend = match backend {
-            KeyValueBackend::Sqlite(path) => {
-                let database = Database::new(path.clone());
-                key_value::prepare_sqlite(&database)
-                    .with_context(|| format!("key-value store `{label}` at {}", path.display()))?;
-                Backend::Sqlite(database)
-            }
-            KeyValueBackend::Redis(url) => Backend::Redis(url.clone()),
-        };
-        stores.insert(label.clone(), backend);
+        stores.insert(label.clone(), Backend::open(label, backend)?);
     }
     Ok(stores)
 }

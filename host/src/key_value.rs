@@ -7,6 +7,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::spin::key_value::{self, Error};
 use crate::redis_outbound::Pools;
+use crate::runtime_config::KeyValueBackend;
 use crate::spin_test::KeyValueCall as Call;
 use crate::sqlite::Database;
 use crate::state::State;
@@ -17,6 +18,23 @@ pub enum Backend {
     /// Spin's schema: one table for every store in the file, keyed by (store, key).
     Sqlite(Arc<Database>),
     Redis(String),
+}
+
+impl Backend {
+    /// The backend the runtime config names for the store `label` (a SQLite file gets
+    /// its table).
+    pub fn open(label: &str, config: &KeyValueBackend) -> anyhow::Result<Backend> {
+        use anyhow::Context;
+        Ok(match config {
+            KeyValueBackend::Sqlite(path) => {
+                let database = Database::new(path.clone());
+                prepare_sqlite(&database)
+                    .with_context(|| format!("key-value store `{label}` at {}", path.display()))?;
+                Backend::Sqlite(database)
+            }
+            KeyValueBackend::Redis(url) => Backend::Redis(url.clone()),
+        })
+    }
 }
 
 /// The guest's `store` resource.
@@ -70,6 +88,10 @@ async fn query_redis(
 impl Store {
     pub fn new(label: String, backend: Backend) -> Store {
         Store { label, backend }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     pub async fn get(&self, pools: Arc<Pools>, key: String) -> Result<Option<Vec<u8>>, Error> {

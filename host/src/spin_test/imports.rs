@@ -52,7 +52,7 @@ const CLIENT_ADDRESS: &str = "127.0.0.1:0";
 pub struct SqliteConnection(rusqlite::Connection);
 
 /// A test's handle on one of the app's key-value stores.
-pub struct KeyValueStore(crate::key_value::Store, String);
+pub struct KeyValueStore(crate::key_value::Store);
 
 /// Receives the response the app sets on one `response-outparam`.
 pub struct ResponseReceiver(Option<oneshot::Receiver<OutparamValue>>);
@@ -405,22 +405,16 @@ impl key_value::Host for TestState {
 
 impl key_value::HostStore for TestState {
     async fn open(&mut self, label: String) -> wasmtime::Result<Resource<KeyValueStore>> {
-        let backend = match self.runtime_config.key_value_stores.get(&label) {
-            Some(KeyValueBackend::Sqlite(path)) => {
-                let database = Database::new(path.clone());
-                crate::key_value::prepare_sqlite(&database)
-                    .map_err(wasmtime::Error::from_anyhow)?;
-                Backend::Sqlite(database)
-            }
-            Some(KeyValueBackend::Redis(url)) => Backend::Redis(url.clone()),
-            None => wasmtime::bail!("the app has no key-value store `{label}`"),
+        let Some(config) = self.runtime_config.key_value_stores.get(&label) else {
+            wasmtime::bail!("the app has no key-value store `{label}`");
         };
-        let store = crate::key_value::Store::new(label.clone(), backend);
-        Ok(self.table.push(KeyValueStore(store, label))?)
+        let backend = Backend::open(&label, config).map_err(wasmtime::Error::from_anyhow)?;
+        let store = crate::key_value::Store::new(label, backend);
+        Ok(self.table.push(KeyValueStore(store))?)
     }
 
     async fn label(&mut self, store: Resource<KeyValueStore>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&store)?.1.clone())
+        Ok(self.table.get(&store)?.0.label().to_owned())
     }
 
     async fn get(

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use common::price::Price;
 use common::session::{self, CurrentUser};
 use common::{ApiError, ErrorBody};
-use events::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
+use bus::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper::body::Incoming;
@@ -292,7 +292,7 @@ fn create_order(
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::BadRequest("TicketId must be provided".into()))?;
-    let expires_ms = events::now_ms() + i64::try_from(EXPIRATION.as_millis()).unwrap_or(0);
+    let expires_ms = bus::now_ms() + i64::try_from(EXPIRATION.as_millis()).unwrap_or(0);
 
     let tx = handles
         .orders
@@ -319,7 +319,7 @@ fn create_order(
         id: common::new_id()?,
         user_id: user.id,
         status: OrderStatus::Created,
-        expires_at: events::timestamp(expires_ms),
+        expires_at: bus::timestamp(expires_ms),
         version: 0,
         ticket,
     };
@@ -350,7 +350,7 @@ fn create_order(
     }
     let envelope = Envelope {
         id: common::new_id()?,
-        occurred_at: events::timestamp(events::now_ms()),
+        occurred_at: bus::timestamp(bus::now_ms()),
         source: "orders".into(),
         event: Event::OrderCreated(OrderCreated {
             id: order.id.clone(),
@@ -371,7 +371,7 @@ fn create_order(
                 envelope.id,
                 "order:created",
                 envelope_json,
-                events::now_ms()
+                bus::now_ms()
             ])
         })
         .map_err(internal)?;
@@ -402,7 +402,7 @@ fn relay(handles: &mut Handles, id: &str, envelope: &str) {
     if relayed.is_ok() {
         let _ = handles.orders.execute(
             "UPDATE outbox SET relayed_ms = ? WHERE id IN (?)",
-            params![events::now_ms(), id],
+            params![bus::now_ms(), id],
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Handler failures, on the bus's test service (crates/events/probe): events whose
+//! Handler failures, on the bus's test service (crates/bus/probe): events whose
 //! handler fails its first three deliveries end applied exactly once; poison events
 //! (a handler that always fails) end in `events:dead` after the last delivery; the
 //! healthy events around them are applied once each, undisturbed.
@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{Logbook, Report, Size, WAIT};
 
-const PROBE: &str = "crates/events/probe/spin.toml";
+const PROBE: &str = "crates/bus/probe/spin.toml";
 const MAX_DELIVERIES: usize = 5;
 
 pub fn run(size: Size, logbook: &Logbook) -> Report {

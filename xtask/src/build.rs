@@ -18,7 +18,7 @@ pub struct Built {
 pub const APP: &str = "spin.toml";
 pub const PROBE: &str = "host/probe/spin.toml";
 /// The event bus's test app (its behaviour tests run it).
-pub const BUS_PROBE: &str = "crates/events/probe/spin.toml";
+pub const BUS_PROBE: &str = "crates/bus/probe/spin.toml";
 
 /// `cargo xtask build [MANIFEST…]`: the app's components, or those of the manifests
 /// given (e.g. a test app's).

@@ -1,4 +1,4 @@
-//! `cargo xtask codegen`: the Rust event types of `crates/events` from `wit/events.wit`.
+//! `cargo xtask codegen`: the Rust event types of `crates/bus` from `wit/events.wit`.
 //!
 //! wit-bindgen generates Rust types from WIT, but cannot put serde attributes on them,
 //! and the wire format needs some (camelCase fields, omitted `none`s, `:` in subjects).
@@ -53,7 +53,7 @@ pub fn check(project: &Project) -> Result<()> {
 }
 
 fn target_file(root: &Path) -> PathBuf {
-    root.join("crates/events/src/contracts.rs")
+    root.join("crates/bus/src/contracts.rs")
 }
 
 fn generate(project: &Project) -> Result<String> {

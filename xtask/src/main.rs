@@ -5,7 +5,7 @@
 mod bench;
 mod build;
 mod codegen;
-mod events;
+mod bus;
 mod faults;
 mod image;
 mod k8s;
@@ -32,7 +32,7 @@ cargo xtask <command>
   setup       install what is missing (redis-server, binaryen, chromium and its
               driver; Debian's wasm toolchain when rustup has no wasm32-wasip1
               target); a second run is a no-op
-  codegen     regenerate crates/events/src/contracts.rs from wit/events.wit
+  codegen     regenerate crates/bus/src/contracts.rs from wit/events.wit
   build       build every component in spin.toml for wasm32-wasip1 (release), and
               the web app (frontend/) into target/web/;
               `build <manifest>…` builds those manifests' components instead
@@ -55,7 +55,7 @@ cargo xtask <command>
               schemas, spin-operator's webhook rules, references; SpinKube's CRDs
               with `--crds DIR` or SPINKUBE_CRDS, else the project's schema of the
               SpinApp fields it uses, and the run says the full check was skipped)
-  events      a live tail of the event bus (`--all`: from the start; `--once`: no follow);
+  bus         a live tail of the event bus (`--all`: from the start; `--once`: no follow);
               `--dead` lists the dead letters, `--replay <id>` hands one back to its
               consumer group (at redis_url, or SPIN_VARIABLE_REDIS_URL)
 ";
@@ -94,7 +94,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("up") => up::run(&project, up::HostProfile::from_args(&args[1..])?),
         Some("bench") => bench::run(&project),
         Some("faults") => faults::run(&project, &args[1..]),
-        Some("events") => events::run(&project, &args[1..]),
+        Some("bus") => bus::run(&project, &args[1..]),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),
     }

@@ -26,7 +26,7 @@ pub fn run(project: &Project) -> Result<()> {
         ])
         .run()?;
 
-    step("Generated code: crates/events/src/contracts.rs matches wit/events.wit");
+    step("Generated code: crates/bus/src/contracts.rs matches wit/events.wit");
     codegen::check(project)?;
 
     step("Lints: clippy with warnings denied");

@@ -2,7 +2,7 @@
 //! alarm was missed (service or Redis down when it rang) is published within a probe
 //! period; it also arms the bus's tick, which a Redis that lost its keys forgets.
 
-use ::events::{alarm, tick};
+use bus::{alarm, tick};
 use common::{ApiError, json_response, respond};
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response};

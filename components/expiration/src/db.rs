@@ -1,6 +1,6 @@
 //! Every SQL statement of expiration, and its schema.
 
-use ::events::Bus;
+use bus::Bus;
 use common::ApiError;
 use common::db::Migrations;
 use spin_sdk::sqlite::{Connection, Value};
@@ -9,7 +9,7 @@ pub const DATABASE: &str = "expiration";
 
 pub const MIGRATIONS: Migrations = &[
     // 1: the bus's outbox and inbox.
-    ::events::TABLES,
+    bus::TABLES,
     // 2: the schedule: one row per order, `expired_ms` set once its expiry is published.
     &[
         "CREATE TABLE expirations (
@@ -20,7 +20,7 @@ pub const MIGRATIONS: Migrations = &[
         "CREATE INDEX expirations_pending ON expirations (expires_ms) WHERE expired_ms IS NULL",
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
-    ::events::RELAY_CLAIMS,
+    bus::RELAY_CLAIMS,
 ];
 
 /// expiration on the event bus.

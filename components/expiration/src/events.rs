@@ -1,6 +1,6 @@
 //! What expiration does on the events it listens to.
 
-use ::events::{OrderCreated, Received, Tx};
+use bus::{OrderCreated, Received, Tx};
 use common::ApiError;
 
 use crate::db;

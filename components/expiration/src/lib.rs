@@ -10,7 +10,7 @@ mod db;
 mod events;
 mod sweep;
 
-use ::events::{Listener, Wake};
+use bus::{Listener, Wake};
 use spin_sdk::http::{IncomingRequest, Response, Router};
 
 // The exports only exist in the wasm build: their symbol names cannot be linked

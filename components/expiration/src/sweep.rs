@@ -1,7 +1,7 @@
 //! The sweep: publish every expiry that is due, then arm the alarm for the next one.
 
-use ::events::alarm::Alarm;
-use ::events::{ExpirationComplete, now_ms};
+use bus::alarm::Alarm;
+use bus::{ExpirationComplete, now_ms};
 use common::ApiError;
 
 use crate::db::{self, BUS};

@@ -1,6 +1,6 @@
 //! Thin HTTP handlers of the orders service (API.md, "orders").
 
-use ::events::OrderStatus;
+use bus::OrderStatus;
 use common::session::CurrentUser;
 use common::{ApiError, JsonBody, Validator, json_response, respond, session};
 use spin_sdk::http::{Params, Request, Response};
@@ -34,7 +34,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
             .as_deref(),
     );
     let expires_ms =
-        ::events::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
+        bus::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
     let conn = db::open()?;
     let order = BUS.transaction(&conn, |tx| {
         let ticket = db::find_ticket(tx, ticket_id)?.ok_or(ApiError::NotFound)?;
@@ -42,7 +42,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
             id: common::new_id()?,
             user_id: user.id.clone(),
             status: OrderStatus::Created,
-            expires_at: ::events::timestamp(expires_ms),
+            expires_at: bus::timestamp(expires_ms),
             version: 0,
             ticket,
         };

@@ -1,6 +1,6 @@
 //! Every SQL statement of orders, and its schema.
 
-use ::events::{Bus, OrderStatus};
+use bus::{Bus, OrderStatus};
 use common::ApiError;
 use common::db::Migrations;
 use common::price::Price;
@@ -12,7 +12,7 @@ pub const DATABASE: &str = "orders";
 
 pub const MIGRATIONS: Migrations = &[
     // 1: the bus's outbox and inbox.
-    ::events::TABLES,
+    bus::TABLES,
     // 2: the replica of tickets, and the orders.
     &[
         "CREATE TABLE tickets (
@@ -37,7 +37,7 @@ pub const MIGRATIONS: Migrations = &[
         "CREATE INDEX orders_of_user ON orders (user_id, seq)",
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
-    ::events::RELAY_CLAIMS,
+    bus::RELAY_CLAIMS,
 ];
 
 /// orders on the event bus: its events' source, its consumer group, its database.

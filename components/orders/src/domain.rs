@@ -1,6 +1,6 @@
 //! Orders' rules: the order as the API shows it, with its copy of the ticket.
 
-use ::events::{OrderCancelled, OrderCreated, OrderStatus, OrderedTicket, TicketRef};
+use bus::{OrderCancelled, OrderCreated, OrderStatus, OrderedTicket, TicketRef};
 use common::price::Price;
 use serde::Serialize;
 

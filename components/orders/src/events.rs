@@ -1,7 +1,7 @@
 //! What orders does on the events it listens to: keep its copy of tickets (in version
 //! order), and expire or complete orders.
 
-use ::events::{
+use bus::{
     ExpirationComplete, OrderStatus, PaymentCreated, Received, TicketCreated, TicketUpdated, Tx,
 };
 use common::ApiError;
@@ -40,7 +40,7 @@ pub fn on_ticket_updated(tx: &Tx, event: Received<TicketUpdated>) -> Result<(), 
         return Ok(());
     }
     let held = db::find_ticket(tx, &ticket.id)?.map(|held| held.version);
-    ::events::not_on_top("ticket", &ticket.id, ticket.version, held)
+    bus::not_on_top("ticket", &ticket.id, ticket.version, held)
 }
 
 /// `expiration:complete`: the order is cancelled (and `order:cancelled` published)

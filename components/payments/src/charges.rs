@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use ::events::PaymentCreated;
+use bus::PaymentCreated;
 use common::ApiError;
 use spin_sdk::sqlite::Connection;
 
@@ -44,7 +44,7 @@ pub fn begin(
     token: &str,
 ) -> Result<Payment, ApiError> {
     common::db::transaction(conn, |conn| {
-        let now = ::events::now_ms();
+        let now = bus::now_ms();
         let order = db::find_order(conn, order_id)?.ok_or(ApiError::NotFound)?;
         if order.user_id != user_id {
             return Err(ApiError::NotAuthorized);
@@ -146,7 +146,7 @@ fn record(
         Err(failure @ Failure::Unavailable(_)) => {
             // It may be sent again at once; if this fails too, the claim runs out by
             // itself.
-            if let Err(err) = db::release(conn, &payment.id, ::events::now_ms()) {
+            if let Err(err) = db::release(conn, &payment.id, bus::now_ms()) {
                 common::log!("payments: payment {} stays busy: {err}", payment.id);
             }
             Ok(Outcome::Open(without_token(&failure.to_string(), token)))
@@ -166,7 +166,7 @@ fn record_charge(
         let order = db::find_order(tx, &payment.order_id)?
             .ok_or_else(|| anyhow::anyhow!("order {} is gone", payment.order_id))?;
         let status = domain::charged_status(&order);
-        if !db::record_charge(tx, &payment.id, stripe_id, status, ::events::now_ms())? {
+        if !db::record_charge(tx, &payment.id, stripe_id, status, bus::now_ms())? {
             // Another send of the same attempt recorded the same charge first.
             return db::payment_of(tx, &payment.order_id)?
                 .filter(|held| held.id == payment.id)
@@ -192,7 +192,7 @@ pub fn settle_logged() {
 }
 
 fn settle(conn: &Connection) -> Result<(), ApiError> {
-    let abandoned = db::abandoned(conn, ::events::now_ms())?;
+    let abandoned = db::abandoned(conn, bus::now_ms())?;
     if abandoned.is_empty() {
         return Ok(());
     }
@@ -202,7 +202,7 @@ fn settle(conn: &Connection) -> Result<(), ApiError> {
         return Ok(());
     };
     for mut payment in abandoned {
-        if !claim(conn, &mut payment, ::events::now_ms())? {
+        if !claim(conn, &mut payment, bus::now_ms())? {
             continue; // a buyer's request or another wake is sending it
         }
         if let Outcome::Open(_) = send(conn, provider.as_ref(), &payment, Sender::Wake)? {

@@ -1,6 +1,6 @@
 //! Every SQL statement of payments, and its schema.
 
-use ::events::{Bus, OrderStatus};
+use bus::{Bus, OrderStatus};
 use common::ApiError;
 use common::db::Migrations;
 use common::price::Price;
@@ -12,7 +12,7 @@ pub const DATABASE: &str = "payments";
 
 pub const MIGRATIONS: Migrations = &[
     // 1: the bus's outbox and inbox.
-    ::events::TABLES,
+    bus::TABLES,
     // 2: the replica of orders, and the payments.
     &[
         "CREATE TABLE orders (
@@ -42,7 +42,7 @@ pub const MIGRATIONS: Migrations = &[
         "CREATE INDEX payments_refund_due ON payments (id) WHERE status = 'refund_due'",
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
-    ::events::RELAY_CLAIMS,
+    bus::RELAY_CLAIMS,
     // 4: when each warning was last logged: every request is a fresh instance, and a
     // warning on each of them would bury the log.
     &["CREATE TABLE warnings (

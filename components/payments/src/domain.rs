@@ -1,7 +1,7 @@
 //! Payments' rules: which orders may be paid, and what a request to pay does given the
 //! payment the order has already.
 
-use ::events::OrderStatus;
+use bus::OrderStatus;
 use common::ApiError;
 use common::price::Price;
 

@@ -1,7 +1,7 @@
 //! What payments does on the events it listens to: keep its copy of orders (in version
 //! order), and mark a paid order's charge due back when the order is cancelled.
 
-use ::events::{OrderCancelled, OrderCreated, Received, Tx};
+use bus::{OrderCancelled, OrderCreated, Received, Tx};
 use common::ApiError;
 use common::price::Price;
 
@@ -40,9 +40,9 @@ pub fn on_order_cancelled(tx: &Tx, event: Received<OrderCancelled>) -> Result<()
     let cancelled = &event.data;
     if !db::cancel_order(tx, &cancelled.id, cancelled.version)? {
         let held = db::find_order(tx, &cancelled.id)?.map(|held| held.version);
-        return ::events::not_on_top("order", &cancelled.id, cancelled.version, held);
+        return bus::not_on_top("order", &cancelled.id, cancelled.version, held);
     }
-    if db::refund_due(tx, &cancelled.id, ::events::now_ms())? {
+    if db::refund_due(tx, &cancelled.id, bus::now_ms())? {
         common::log!(
             "payments: order {} was cancelled after it was paid: its charge is due back",
             cancelled.id

@@ -10,7 +10,7 @@ mod events;
 mod provider;
 mod refunds;
 
-use ::events::{Listener, Wake};
+use bus::{Listener, Wake};
 use spin_sdk::http::{IncomingRequest, Response, Router};
 
 // The exports only exist in the wasm build: their symbol names cannot be linked

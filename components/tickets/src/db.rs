@@ -1,6 +1,6 @@
 //! Every SQL statement of tickets, and its schema.
 
-use ::events::Bus;
+use bus::Bus;
 use common::ApiError;
 use common::db::Migrations;
 use spin_sdk::sqlite::{Connection, Row, Value};
@@ -11,7 +11,7 @@ pub const DATABASE: &str = "tickets";
 
 pub const MIGRATIONS: Migrations = &[
     // 1: the bus's outbox and inbox.
-    ::events::TABLES,
+    bus::TABLES,
     // 2: tickets, and the orders tickets has heard of (for events that arrive out of
     // order: a cancellation applied before its creation must win).
     &[
@@ -34,7 +34,7 @@ pub const MIGRATIONS: Migrations = &[
         ) STRICT, WITHOUT ROWID",
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
-    ::events::RELAY_CLAIMS,
+    bus::RELAY_CLAIMS,
     // 4: when each order was created (its `order:created`'s `occurredAt`, unknown until
     // that arrives): of the orders of a ticket not known to be cancelled, the latest
     // holds it.

@@ -1,7 +1,7 @@
 //! Tickets' rules: titles, and the ticket as the API shows it (prices are
 //! `common::price`).
 
-use ::events::{TicketCreated, TicketUpdated};
+use bus::{TicketCreated, TicketUpdated};
 pub use common::price::Price;
 use serde::Serialize;
 

@@ -4,7 +4,7 @@
 //! event comes after later ones): each remembers what it says of its order, and the
 //! ticket is then held by the order that should hold it, `db::holder`.
 
-use ::events::{OrderCancelled, OrderCreated, Received, Tx, parse_timestamp};
+use bus::{OrderCancelled, OrderCreated, Received, Tx, parse_timestamp};
 use common::ApiError;
 
 use crate::db;

@@ -6,7 +6,7 @@ mod db;
 mod domain;
 mod events;
 
-use ::events::Listener;
+use bus::Listener;
 use spin_sdk::http::{IncomingRequest, Response, Router};
 
 // The exports only exist in the wasm build: their symbol names cannot be linked

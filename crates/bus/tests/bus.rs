@@ -1,5 +1,5 @@
 //! The event bus through the real host (and real Spin, where installed), a real
-//! `redis-server` and real SQLite: the bus-probe app (crates/events/probe) publishes
+//! `redis-server` and real SQLite: the bus-probe app (crates/bus/probe) publishes
 //! ticket events over HTTP and applies them through its own listener.
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use harness::{App, Redis, Runtime, eventually};
 use serde_json::{Value, json};
 
-const PROBE: &str = "crates/events/probe/spin.toml";
+const PROBE: &str = "crates/bus/probe/spin.toml";
 /// Long enough for a test to wait out, short enough to wait out often.
 const ACK_WAIT_MS: u64 = 400;
 const WAIT: Duration = Duration::from_secs(20);

@@ -1,5 +1,5 @@
 //! bus-probe: a tiny service on the event bus, for the bus's behaviour tests
-//! (`crates/events/tests/`). It publishes ticket events and listens to them itself.
+//! (`crates/bus/tests/`). It publishes ticket events and listens to them itself.
 //!
 //! - `POST /publish {"subject", "titles": [...], "fail"?}`: one event per title, all in
 //!   one transaction (`version` = position); with `"fail": true` the transaction fails
@@ -15,13 +15,13 @@
 use anyhow::anyhow;
 use common::db::Migrations;
 use common::{ApiError, json_response, respond};
-use events::{Bus, Listener, Received, TicketCreated, TicketUpdated, Tx};
+use bus::{Bus, Listener, Received, TicketCreated, TicketUpdated, Tx};
 use serde_json::{Value as Json, json};
 use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use spin_sdk::sqlite::Value;
 
 const MIGRATIONS: Migrations = &[
-    events::TABLES,
+    bus::TABLES,
     &["CREATE TABLE applied (
         seq INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL,
@@ -30,7 +30,7 @@ const MIGRATIONS: Migrations = &[
         version INTEGER NOT NULL,
         source TEXT NOT NULL
     ) STRICT"],
-    events::RELAY_CLAIMS,
+    bus::RELAY_CLAIMS,
 ];
 
 const BUS: Bus = Bus {
@@ -68,7 +68,7 @@ fn router() -> Router {
     });
     router.post("/arm-ticks", |_: Request, _: Params| {
         respond(
-            events::tick::arm()
+            bus::tick::arm()
                 .map_err(ApiError::Internal)
                 .map(|()| json_response(200, &json!({}))),
         )

@@ -1,14 +1,14 @@
-//! `cargo xtask events`: a live tail of the event bus, for developers (what the NATS
+//! `cargo xtask bus`: a live tail of the event bus, for developers (what the NATS
 //! Streaming monitoring page was to the original app), and the operator's handle on
 //! dead letters. The tail reads the streams, so it shows what every consumer group will
 //! see, dead letters included; only `--replay` writes.
 //!
-//! `cargo xtask events`              the last 10 events of each stream, then follows
-//! `cargo xtask events --all`        the whole history, then follows
-//! `cargo xtask events --once`       prints the history and exits
-//! `cargo xtask events --dead`       lists `events:dead`: group, stream, entry,
+//! `cargo xtask bus`              the last 10 events of each stream, then follows
+//! `cargo xtask bus --all`        the whole history, then follows
+//! `cargo xtask bus --once`       prints the history and exits
+//! `cargo xtask bus --dead`       lists `events:dead`: group, stream, entry,
 //!                                   deliveries, last error and event of each
-//! `cargo xtask events --replay ID`  hands the dead letter ID back to its group
+//! `cargo xtask bus --replay ID`  hands the dead letter ID back to its group
 //!
 //! A replay adds the dead letter's envelope to its original stream again (as the bus
 //! relays an event: `XADD … MAXLEN ~`, then the doorbell) and deletes it from
@@ -28,13 +28,13 @@ use crate::{Project, step, up};
 const RECENT: usize = 10;
 /// The bus's streams all start with this (`events:<subject>`, `events:dead`).
 const PREFIX: &str = "events:";
-/// Where the bus puts what a group gave up on (crates/events: `DEAD_LETTERS`).
+/// Where the bus puts what a group gave up on (crates/bus: `DEAD_LETTERS`).
 const DEAD: &str = "events:dead";
-/// How many entries a stream keeps, as the bus's relay trims it (crates/events:
+/// How many entries a stream keeps, as the bus's relay trims it (crates/bus:
 /// `outbox.rs`).
 const STREAM_MAXLEN: &str = "100000";
 
-/// What `cargo xtask events` was asked to do.
+/// What `cargo xtask bus` was asked to do.
 #[derive(Debug, PartialEq)]
 enum Command {
     Tail { all: bool, once: bool },
@@ -54,7 +54,7 @@ fn parse(args: &[String]) -> Result<Command> {
                 Some(id) if replay.is_none() => replay = Some(id.clone()),
                 Some(_) => bail!("--replay takes one dead letter at a time"),
                 None => bail!(
-                    "--replay needs the id of a dead letter (`cargo xtask events --dead` \
+                    "--replay needs the id of a dead letter (`cargo xtask bus --dead` \
                      lists them)"
                 ),
             },
@@ -70,7 +70,7 @@ fn parse(args: &[String]) -> Result<Command> {
             if !is_entry_id(&id) {
                 bail!(
                     "`{id}` is not a stream entry id (like 1795428900123-0, as `cargo xtask \
-                     events --dead` lists them)"
+                     bus --dead` lists them)"
                 );
             }
             Ok(Command::Replay(id))
@@ -110,7 +110,7 @@ pub fn run(project: &Project, args: &[String]) -> Result<()> {
                 println!("{}", letter.describe());
             }
             eprintln!(
-                "{}. `cargo xtask events --replay <id>` hands one back to its group.",
+                "{}. `cargo xtask bus --replay <id>` hands one back to its group.",
                 counted(letters.len(), "dead letter", "dead letters")
             );
             Ok(())
@@ -363,7 +363,7 @@ fn replay(conn: &mut redis::Connection, id: &str) -> Result<Replayed> {
             .context("XRANGE events:dead")?;
         let Some(letter) = entries(&found).first().map(DeadLetter::from_entry) else {
             redis::cmd("UNWATCH").query::<()>(conn).context("UNWATCH")?;
-            bail!("no dead letter `{id}` in {DEAD} (`cargo xtask events --dead` lists them)");
+            bail!("no dead letter `{id}` in {DEAD} (`cargo xtask bus --dead` lists them)");
         };
         let event = match letter.replayable() {
             Ok(event) => event,

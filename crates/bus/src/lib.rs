@@ -1,4 +1,4 @@
-//! events: the event bus every service uses (ARCHITECTURE.md, "The event bus", says
+//! bus: the event bus every service uses (ARCHITECTURE.md, "The event bus", says
 //! how to publish and how to listen, and what the bus guarantees).
 //!
 //! - [`contracts`]: one Rust type per event, generated from `wit/events.wit`.
@@ -32,7 +32,7 @@ pub use contracts::*;
 pub use settings::{DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVERIES};
 
 /// The bus's tables, the first schema version of every service that uses the bus:
-/// `MIGRATIONS = &[events::TABLES, &[/* the service's own tables */]]`.
+/// `MIGRATIONS = &[bus::TABLES, &[/* the service's own tables */]]`.
 pub const TABLES: &[&str] = &[
     // Events written with the state change that caused them; `relayed_ms` is set once
     // the event is on its stream. The newest relayed rows are kept for inspection.
@@ -54,7 +54,7 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// The bus's second schema version, which every service appends to its own versions
-/// (`MIGRATIONS = &[events::TABLES, &[/* its tables */], events::RELAY_CLAIMS]`): an
+/// (`MIGRATIONS = &[bus::TABLES, &[/* its tables */], bus::RELAY_CLAIMS]`): an
 /// outbox row is claimed by one relay at a time (until `claimed_until_ms`), and keeps
 /// the number Redis's relay counter gave it (`relay_seq`), to notice a Redis that
 /// came back without it.

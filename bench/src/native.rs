@@ -13,14 +13,15 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bus::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
 use bytes::Bytes;
+use common::clock::{Time, now_ms};
 use common::price::Price;
 use common::session::{self, CurrentUser};
 use common::{ApiError, ErrorBody};
-use bus::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper::body::Incoming;
@@ -201,7 +202,7 @@ fn show_ticket(handles: &mut Handles, id: &str) -> Result<Answer, ApiError> {
 
 fn signed_in(settings: &Settings, cookie: Option<String>) -> Option<CurrentUser> {
     cookie
-        .and_then(|token| session::verify(&token, &settings.jwt_key))
+        .and_then(|token| session::verify(&token, &settings.jwt_key, common::clock::now()))
         .map(CurrentUser::from)
 }
 
@@ -233,7 +234,7 @@ fn sign_in(settings: &Settings, handles: &mut Handles, body: &[u8]) -> Result<An
     if !password_matches(password, &hash) {
         return Err(invalid());
     }
-    let token = session::issue(&id, &email, &settings.jwt_key, SystemTime::now())
+    let token = session::issue(&id, &email, &settings.jwt_key, common::clock::now())
         .map_err(ApiError::Internal)?;
     let mut answer = json_answer(200, &json!({ "id": id, "email": email }));
     answer.headers_mut().insert(
@@ -287,12 +288,9 @@ fn create_order(
     let user = signed_in(settings, cookie).ok_or(ApiError::NotAuthorized)?;
     let body: Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::BadRequest("Body must be a JSON object".into()))?;
-    let ticket_id = body["ticketId"]
-        .as_str()
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("TicketId must be provided".into()))?;
-    let expires_ms = bus::now_ms() + i64::try_from(EXPIRATION.as_millis()).unwrap_or(0);
+    let ticket_id = common::required(body["ticketId"].as_str(), "TicketId must be provided")
+        .map_err(|message| ApiError::BadRequest(message.into()))?;
+    let expires_ms = now_ms() + i64::try_from(EXPIRATION.as_millis()).unwrap_or(0);
 
     let tx = handles
         .orders
@@ -319,7 +317,7 @@ fn create_order(
         id: common::new_id()?,
         user_id: user.id,
         status: OrderStatus::Created,
-        expires_at: bus::timestamp(expires_ms),
+        expires_at: Time::from_ms(expires_ms).to_string(),
         version: 0,
         ticket,
     };
@@ -350,7 +348,7 @@ fn create_order(
     }
     let envelope = Envelope {
         id: common::new_id()?,
-        occurred_at: bus::timestamp(bus::now_ms()),
+        occurred_at: Time::now().to_string(),
         source: "orders".into(),
         event: Event::OrderCreated(OrderCreated {
             id: order.id.clone(),
@@ -371,7 +369,7 @@ fn create_order(
                 envelope.id,
                 "order:created",
                 envelope_json,
-                bus::now_ms()
+                now_ms()
             ])
         })
         .map_err(internal)?;
@@ -402,7 +400,7 @@ fn relay(handles: &mut Handles, id: &str, envelope: &str) {
     if relayed.is_ok() {
         let _ = handles.orders.execute(
             "UPDATE outbox SET relayed_ms = ? WHERE id IN (?)",
-            params![bus::now_ms(), id],
+            params![now_ms(), id],
         );
     }
 }

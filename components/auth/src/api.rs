@@ -2,6 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::clock;
 use common::{ApiError, JsonBody, Validator, json_response, respond, session};
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response};
@@ -42,7 +43,7 @@ fn try_sign_up(req: &Request) -> Result<Response, ApiError> {
     }
     let hash = password::hash(password.as_str())?;
     let id = common::new_id()?;
-    let now = SystemTime::now();
+    let now = clock::now();
     let created_at = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
     });
@@ -72,7 +73,7 @@ fn try_sign_in(req: &Request) -> Result<Response, ApiError> {
             return Err(invalid_credentials());
         }
     };
-    signed_in(req, &key, 200, &user.id, &user.email, SystemTime::now())
+    signed_in(req, &key, 200, &user.id, &user.email, clock::now())
 }
 
 fn invalid_credentials() -> ApiError {
@@ -113,9 +114,4 @@ pub fn current_user(req: Request, _params: Params) -> Response {
     respond(
         session::current_user(&req).map(|user| json_response(200, &json!({ "currentUser": user }))),
     )
-}
-
-/// Any other path or method under `/api/users/`.
-pub fn not_found(_req: Request, _params: Params) -> Response {
-    ApiError::NotFound.into_response()
 }

@@ -50,10 +50,8 @@ pub struct GivenPassword(String);
 
 impl GivenPassword {
     pub fn parse(input: Option<&str>) -> Result<GivenPassword, &'static str> {
-        match input.map(str::trim) {
-            Some(password) if !password.is_empty() => Ok(GivenPassword(password.to_owned())),
-            _ => Err("You must supply a password"),
-        }
+        let password = common::required(input, "You must supply a password")?;
+        Ok(GivenPassword(password.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -20,6 +20,6 @@ fn router() -> Router {
     router.post("/api/users/signin", api::sign_in);
     router.post("/api/users/signout", api::sign_out);
     router.get("/api/users/currentuser", api::current_user);
-    router.any("/*", api::not_found);
+    router.any("/*", common::not_found);
     router
 }

@@ -43,8 +43,3 @@ fn try_health() -> Result<Response, ApiError> {
         }),
     ))
 }
-
-/// Any other path or method under `/api/expiration`.
-pub fn not_found(_req: Request, _params: Params) -> Response {
-    ApiError::NotFound.into_response()
-}

@@ -33,7 +33,7 @@ pub fn on_message(payload: bytes::Bytes) -> anyhow::Result<()> {
 fn router() -> Router {
     let mut router = Router::new();
     router.get("/api/expiration/health", api::health);
-    router.any("/*", api::not_found);
+    router.any("/*", common::not_found);
     router
 }
 

@@ -1,8 +1,9 @@
 //! The sweep: publish every expiry that is due, then arm the alarm for the next one.
 
+use bus::ExpirationComplete;
 use bus::alarm::Alarm;
-use bus::{ExpirationComplete, now_ms};
 use common::ApiError;
+use common::clock::now_ms;
 
 use crate::db::{self, BUS};
 

@@ -1,12 +1,12 @@
 //! Thin HTTP handlers of the orders service (API.md, "orders").
 
-use bus::OrderStatus;
+use common::clock::Time;
 use common::session::CurrentUser;
 use common::{ApiError, JsonBody, Validator, json_response, respond, session};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::db::{self, BUS};
-use crate::domain::{self, Order};
+use crate::domain::{self, Order, Settled};
 
 /// `POST /api/orders` `{ticketId}`: 201 the order, holding the ticket for the payment
 /// window; publishes `order:created`.
@@ -18,12 +18,10 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let body = JsonBody::parse(req)?;
     let mut rules = Validator::new();
-    let ticket_id = rules.field(
+    let ticket_id = rules.required(
         "ticketId",
-        body.str("ticketId")
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .ok_or("TicketId must be provided"),
+        body.str("ticketId"),
+        "TicketId must be provided",
     );
     let Some(ticket_id) = ticket_id else {
         return Err(rules.into_error());
@@ -33,19 +31,11 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
             .ok()
             .as_deref(),
     );
-    let expires_ms =
-        bus::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
+    let expires_at = Time::now().plus_seconds(window);
     let conn = db::open()?;
     let order = BUS.transaction(&conn, |tx| {
         let ticket = db::find_ticket(tx, ticket_id)?.ok_or(ApiError::NotFound)?;
-        let order = Order {
-            id: common::new_id()?,
-            user_id: user.id.clone(),
-            status: OrderStatus::Created,
-            expires_at: bus::timestamp(expires_ms),
-            version: 0,
-            ticket,
-        };
+        let order = Order::new(common::new_id()?, user.id.clone(), ticket, expires_at);
         if !db::insert_order(tx, &order)? {
             return Err(ApiError::BadRequest(
                 "Ticket is already reserved".to_owned(),
@@ -90,17 +80,15 @@ fn try_cancel(req: &Request, params: &Params) -> Result<Response, ApiError> {
     let conn = db::open()?;
     BUS.transaction(&conn, |tx| {
         let mut order = own_order(tx, params, &user)?;
-        match order.status {
-            OrderStatus::Cancelled => return Ok(()),
-            OrderStatus::Complete => {
+        match order.cancel() {
+            Ok(_version) => {}
+            Err(Settled::Cancelled) => return Ok(()),
+            Err(Settled::Complete) => {
                 return Err(ApiError::BadRequest(
                     "Cannot cancel a completed order".to_owned(),
                 ));
             }
-            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
         }
-        order.status = OrderStatus::Cancelled;
-        order.version += 1;
         db::update_order(tx, &order)?;
         tx.publish(order.cancelled_event())
     })?;
@@ -115,13 +103,8 @@ fn own_order(
 ) -> Result<Order, ApiError> {
     let id = params.get("id").ok_or(ApiError::NotFound)?;
     let order = db::find_order(conn, id)?.ok_or(ApiError::NotFound)?;
-    if order.user_id != user.id {
+    if order.user_id() != user.id {
         return Err(ApiError::NotAuthorized);
     }
     Ok(order)
-}
-
-/// Any other path or method under `/api/orders`.
-pub fn not_found(_req: Request, _params: Params) -> Response {
-    ApiError::NotFound.into_response()
 }

@@ -2,6 +2,7 @@
 
 use bus::{Bus, OrderStatus};
 use common::ApiError;
+use common::clock::Time;
 use common::db::Migrations;
 use common::price::Price;
 use spin_sdk::sqlite::{Connection, Row, Value};
@@ -97,12 +98,12 @@ pub fn insert_order(conn: &Connection, order: &Order) -> Result<bool, ApiError> 
          VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT DO NOTHING RETURNING id",
         &[
-            Value::Text(order.id.clone()),
-            Value::Text(order.user_id.clone()),
-            Value::Text(order.status.as_str().to_owned()),
-            Value::Text(order.expires_at.clone()),
-            Value::Integer(i64::from(order.version)),
-            Value::Text(order.ticket.id.clone()),
+            Value::Text(order.id().to_owned()),
+            Value::Text(order.user_id().to_owned()),
+            Value::Text(order.status().as_str().to_owned()),
+            Value::Text(order.expires_at().to_string()),
+            Value::Integer(i64::from(order.version())),
+            Value::Text(order.ticket().id.clone()),
         ],
     )?;
     Ok(!result.rows.is_empty())
@@ -141,15 +142,18 @@ pub fn update_order(conn: &Connection, order: &Order) -> Result<(), ApiError> {
         "UPDATE orders SET status = ?2, version = ?3 WHERE id = ?1 AND version = ?3 - 1
          RETURNING id",
         &[
-            Value::Text(order.id.clone()),
-            Value::Text(order.status.as_str().to_owned()),
-            Value::Integer(i64::from(order.version)),
+            Value::Text(order.id().to_owned()),
+            Value::Text(order.status().as_str().to_owned()),
+            Value::Integer(i64::from(order.version())),
         ],
     )?;
     if result.rows.is_empty() {
-        return Err(
-            anyhow::anyhow!("order {} changed under version {}", order.id, order.version).into(),
-        );
+        return Err(anyhow::anyhow!(
+            "order {} changed under version {}",
+            order.id(),
+            order.version()
+        )
+        .into());
     }
     Ok(())
 }
@@ -164,14 +168,18 @@ fn order(row: &Row<'_>) -> Result<Order, ApiError> {
         .get::<&str>("status")
         .and_then(OrderStatus::parse)
         .ok_or_else(|| anyhow::anyhow!("orders.status is not a status"))?;
-    Ok(Order {
-        id: text("id")?,
-        user_id: text("user_id")?,
+    let expires_at = row
+        .get::<&str>("expires_at")
+        .and_then(Time::parse)
+        .ok_or_else(|| anyhow::anyhow!("orders.expires_at is not a timestamp"))?;
+    Ok(Order::stored(
+        text("id")?,
+        text("user_id")?,
         status,
-        expires_at: text("expires_at")?,
-        version: version(row, "version")?,
-        ticket: ticket(row, "ticket_")?,
-    })
+        expires_at,
+        version(row, "version")?,
+        ticket(row, "ticket_")?,
+    ))
 }
 
 /// The ticket's columns, named with `prefix` (`ticket_` when joined to an order).

@@ -1,9 +1,7 @@
 //! What orders does on the events it listens to: keep its copy of tickets (in version
 //! order), and expire or complete orders.
 
-use bus::{
-    ExpirationComplete, OrderStatus, PaymentCreated, Received, TicketCreated, TicketUpdated, Tx,
-};
+use bus::{ExpirationComplete, PaymentCreated, Received, TicketCreated, TicketUpdated, Tx};
 use common::ApiError;
 use common::price::Price;
 
@@ -52,11 +50,9 @@ pub fn on_expiration_complete(
     let Some(mut order) = db::find_order(tx, &event.data.order_id)? else {
         return Err(anyhow::anyhow!("expiration of unknown order {}", event.data.order_id).into());
     };
-    if order.is_settled() {
-        return Ok(());
+    if order.cancel().is_err() {
+        return Ok(()); // paid in time, or cancelled by the buyer
     }
-    order.status = OrderStatus::Cancelled;
-    order.version += 1;
     db::update_order(tx, &order)?;
     tx.publish(order.cancelled_event())
 }
@@ -67,11 +63,9 @@ pub fn on_payment_created(tx: &Tx, event: Received<PaymentCreated>) -> Result<()
     let Some(mut order) = db::find_order(tx, &event.data.order_id)? else {
         return Err(anyhow::anyhow!("payment for unknown order {}", event.data.order_id).into());
     };
-    if order.is_settled() {
+    if order.complete().is_err() {
         return Ok(());
     }
-    order.status = OrderStatus::Complete;
-    order.version += 1;
     db::update_order(tx, &order)
 }
 

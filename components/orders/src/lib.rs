@@ -28,7 +28,7 @@ fn router() -> Router {
     router.get("/api/orders", api::list);
     router.get("/api/orders/:id", api::show);
     router.delete("/api/orders/:id", api::cancel);
-    router.any("/*", api::not_found);
+    router.any("/*", common::not_found);
     router
 }
 

@@ -1,21 +1,60 @@
 //! Charging an order exactly once (ARCHITECTURE.md, "Charging exactly once"): an
 //! attempt is committed (or claimed) busy before it is sent, sent with its idempotency
-//! key, and the provider's answer recorded. `POST /api/payments` begins and sends
-//! attempts; every wake of the bus sends again the ones whose answer was lost.
+//! key, and the provider's answer recorded. `POST /api/payments` pays ([`pay`]: begins
+//! and sends an attempt); every wake of the bus sends again the ones whose answer was
+//! lost ([`settle_logged`]).
+//!
+//! No charge without a record: the pending payment is committed before the provider is
+//! called, and the provider's answer then completes it (with the event) or, on a
+//! decline, deletes it. An answer that never came leaves it pending (500): the next
+//! request for the order, or a wake of the bus, re-sends the same attempt with the same
+//! idempotency key.
 
 use std::time::Instant;
 
 use bus::PaymentCreated;
 use common::ApiError;
+use common::clock::now_ms;
 use spin_sdk::sqlite::Connection;
 
 use crate::db::{self, BUS};
 use crate::domain::{self, Payment, PaymentStatus, Step};
 use crate::provider::{self, Charge, Failure, Provider, without_token};
+use crate::refunds;
+
+/// The buyer `user_id` pays for the order `order_id` with the card `token`: the
+/// payment's id once charged. A charge for an order cancelled meanwhile is given back
+/// at once and answered as a cancelled order; a decline is a 400 with the provider's
+/// message; a lost answer a 500 (the attempt is sent again later).
+pub fn pay(
+    provider: &dyn Provider,
+    user_id: &str,
+    order_id: &str,
+    token: &str,
+) -> Result<String, ApiError> {
+    let conn = db::open()?;
+    let payment = begin(&conn, user_id, order_id, token)?;
+    match send(&conn, provider, &payment, Sender::Buyer)? {
+        Outcome::Charged(PaymentStatus::Succeeded) => Ok(payment.id),
+        Outcome::Charged(PaymentStatus::RefundDue | PaymentStatus::Refunded) => {
+            refunds::settle_logged();
+            Err(domain::cancelled())
+        }
+        Outcome::Charged(PaymentStatus::Pending) => {
+            Err(anyhow::anyhow!("payment {} is pending after its charge", payment.id).into())
+        }
+        Outcome::Declined(message) => Err(ApiError::BadRequest(message)),
+        Outcome::Open(said) => Err(anyhow::anyhow!(
+            "the charge of payment {} stays pending: {said}",
+            payment.id
+        )
+        .into()),
+    }
+}
 
 /// What became of an attempt once sent.
 #[derive(Debug)]
-pub enum Outcome {
+enum Outcome {
     /// Charged and recorded (`payment:created` published): `Succeeded`, or `RefundDue`
     /// when the order was cancelled meanwhile (`refunds::settle` gives it back).
     Charged(PaymentStatus),
@@ -28,7 +67,7 @@ pub enum Outcome {
 
 /// Who sends an attempt, for the log.
 #[derive(Debug, Clone, Copy)]
-pub enum Sender {
+enum Sender {
     /// `POST /api/payments`.
     Buyer,
     /// A wake of the bus, settling an attempt whose answer was lost.
@@ -37,14 +76,14 @@ pub enum Sender {
 
 /// The attempt to send for the buyer `user_id`, committed: a new pending payment, or
 /// the order's abandoned one, claimed. Busy either way, so nobody else sends it too.
-pub fn begin(
+fn begin(
     conn: &Connection,
     user_id: &str,
     order_id: &str,
     token: &str,
 ) -> Result<Payment, ApiError> {
     common::db::transaction(conn, |conn| {
-        let now = bus::now_ms();
+        let now = now_ms();
         let order = db::find_order(conn, order_id)?.ok_or(ApiError::NotFound)?;
         if order.user_id != user_id {
             return Err(ApiError::NotAuthorized);
@@ -89,7 +128,7 @@ fn claim(conn: &Connection, payment: &mut Payment, now_ms: i64) -> Result<bool, 
 
 /// Sends a claimed attempt (its card token, its idempotency key) and records the
 /// answer; logs one line, never the token.
-pub fn send(
+fn send(
     conn: &Connection,
     provider: &dyn Provider,
     payment: &Payment,
@@ -146,7 +185,7 @@ fn record(
         Err(failure @ Failure::Unavailable(_)) => {
             // It may be sent again at once; if this fails too, the claim runs out by
             // itself.
-            if let Err(err) = db::release(conn, &payment.id, bus::now_ms()) {
+            if let Err(err) = db::release(conn, &payment.id, now_ms()) {
                 common::log!("payments: payment {} stays busy: {err}", payment.id);
             }
             Ok(Outcome::Open(without_token(&failure.to_string(), token)))
@@ -166,7 +205,7 @@ fn record_charge(
         let order = db::find_order(tx, &payment.order_id)?
             .ok_or_else(|| anyhow::anyhow!("order {} is gone", payment.order_id))?;
         let status = domain::charged_status(&order);
-        if !db::record_charge(tx, &payment.id, stripe_id, status, bus::now_ms())? {
+        if !db::record_charge(tx, &payment.id, stripe_id, status, now_ms())? {
             // Another send of the same attempt recorded the same charge first.
             return db::payment_of(tx, &payment.order_id)?
                 .filter(|held| held.id == payment.id)
@@ -192,7 +231,7 @@ pub fn settle_logged() {
 }
 
 fn settle(conn: &Connection) -> Result<(), ApiError> {
-    let abandoned = db::abandoned(conn, bus::now_ms())?;
+    let abandoned = db::abandoned(conn, now_ms())?;
     if abandoned.is_empty() {
         return Ok(());
     }
@@ -202,7 +241,7 @@ fn settle(conn: &Connection) -> Result<(), ApiError> {
         return Ok(());
     };
     for mut payment in abandoned {
-        if !claim(conn, &mut payment, bus::now_ms())? {
+        if !claim(conn, &mut payment, now_ms())? {
             continue; // a buyer's request or another wake is sending it
         }
         if let Outcome::Open(_) = send(conn, provider.as_ref(), &payment, Sender::Wake)? {

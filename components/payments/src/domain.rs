@@ -119,9 +119,9 @@ pub fn next_step(
     payment: Option<&Payment>,
     now_ms: i64,
 ) -> Result<Step, ApiError> {
-    let charged = payment.is_some_and(|payment| payment.status != PaymentStatus::Pending);
-    let expired = now_ms >= order.expires_ms;
-    if order.status == OrderStatus::Cancelled || (expired && !charged) {
+    let is_charged = payment.is_some_and(|payment| payment.status != PaymentStatus::Pending);
+    let is_expired = now_ms >= order.expires_ms;
+    if order.status == OrderStatus::Cancelled || (is_expired && !is_charged) {
         return Err(cancelled());
     }
     match payment {

@@ -42,7 +42,7 @@ pub fn on_order_cancelled(tx: &Tx, event: Received<OrderCancelled>) -> Result<()
         let held = db::find_order(tx, &cancelled.id)?.map(|held| held.version);
         return bus::not_on_top("order", &cancelled.id, cancelled.version, held);
     }
-    if db::refund_due(tx, &cancelled.id, bus::now_ms())? {
+    if db::refund_due(tx, &cancelled.id, common::clock::now_ms())? {
         common::log!(
             "payments: order {} was cancelled after it was paid: its charge is due back",
             cancelled.id

@@ -35,7 +35,7 @@ fn router() -> Router {
     let mut router = Router::new();
     router.post("/api/payments", api::create);
     router.get("/api/payments/config", api::config);
-    router.any("/*", api::not_found);
+    router.any("/*", common::not_found);
     router
 }
 

@@ -47,7 +47,12 @@ fn refund(
     let took = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(refund_id) => {
-            db::record_refund(conn, &payment.id, refund_id.as_deref(), bus::now_ms())?;
+            db::record_refund(
+                conn,
+                &payment.id,
+                refund_id.as_deref(),
+                common::clock::now_ms(),
+            )?;
             common::log!(
                 "payments: refund of payment {} (order {}, {} cents) via {} -> {} in {took:.1} ms",
                 payment.id,

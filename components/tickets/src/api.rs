@@ -15,14 +15,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let body = JsonBody::parse(req)?;
     let (title, price) = title_and_price(&body, false)?;
-    let ticket = Ticket {
-        id: common::new_id()?,
-        title: title.into_string(),
-        price,
-        user_id: user.id,
-        version: 0,
-        order_id: None,
-    };
+    let ticket = Ticket::new(common::new_id()?, title, price, user.id);
     let conn = db::open()?;
     BUS.transaction(&conn, |tx| {
         db::insert_ticket(tx, &ticket)?;
@@ -71,19 +64,17 @@ fn try_update(req: &Request, params: &Params) -> Result<Response, ApiError> {
     // transaction) lands either before the checks or after the edit, never between.
     let ticket = BUS.transaction(&conn, |tx| {
         let mut ticket = db::find_ticket(tx, id)?.ok_or(ApiError::NotFound)?;
+        let reserved = || ApiError::BadRequest("Cannot edit a reserved ticket".to_owned());
+        // Before the owner and the body, in API.md's order; `edit` refuses it too.
         if ticket.is_reserved() {
-            return Err(ApiError::BadRequest(
-                "Cannot edit a reserved ticket".to_owned(),
-            ));
+            return Err(reserved());
         }
-        if ticket.user_id != user.id {
+        if ticket.user_id() != user.id {
             return Err(ApiError::NotAuthorized);
         }
         let body = body?;
         let (title, price) = title_and_price(&body, true)?;
-        ticket.title = title.into_string();
-        ticket.price = price;
-        ticket.version += 1;
+        ticket.edit(title, price).map_err(|_| reserved())?;
         db::update_ticket(tx, &ticket)?;
         tx.publish(ticket.updated_event())?;
         Ok(ticket)
@@ -103,9 +94,4 @@ fn title_and_price(body: &JsonBody, on_update: bool) -> Result<(Title, Price), A
         (Some(title), Some(price)) => Ok((title, price)),
         _ => Err(rules.into_error()),
     }
-}
-
-/// Any other path or method under `/api/tickets`.
-pub fn not_found(_req: Request, _params: Params) -> Response {
-    ApiError::NotFound.into_response()
 }

@@ -114,7 +114,7 @@ pub fn tickets_for_sale_json(conn: &Connection) -> Result<String, ApiError> {
 /// in between is an error, never a lost update.
 pub fn update_ticket(conn: &Connection, ticket: &Ticket) -> Result<(), ApiError> {
     let mut params = values(ticket);
-    params.push(Value::Integer(i64::from(ticket.version) - 1));
+    params.push(Value::Integer(i64::from(ticket.version()) - 1));
     let result = conn.execute(
         "UPDATE tickets SET title = ?2, price_cents = ?3, user_id = ?4, version = ?5,
              order_id = ?6
@@ -125,8 +125,8 @@ pub fn update_ticket(conn: &Connection, ticket: &Ticket) -> Result<(), ApiError>
     if result.rows.is_empty() {
         return Err(anyhow::anyhow!(
             "ticket {} changed under version {}",
-            ticket.id,
-            ticket.version
+            ticket.id(),
+            ticket.version()
         )
         .into());
     }
@@ -176,12 +176,14 @@ pub fn holder(conn: &Connection, ticket_id: &str) -> Result<Option<String>, ApiE
 
 fn values(ticket: &Ticket) -> Vec<Value> {
     vec![
-        Value::Text(ticket.id.clone()),
-        Value::Text(ticket.title.clone()),
-        Value::Integer(ticket.price.cents()),
-        Value::Text(ticket.user_id.clone()),
-        Value::Integer(i64::from(ticket.version)),
-        ticket.order_id.clone().map_or(Value::Null, Value::Text),
+        Value::Text(ticket.id().to_owned()),
+        Value::Text(ticket.title().to_owned()),
+        Value::Integer(ticket.price().cents()),
+        Value::Text(ticket.user_id().to_owned()),
+        Value::Integer(i64::from(ticket.version())),
+        ticket
+            .order_id()
+            .map_or(Value::Null, |order_id| Value::Text(order_id.to_owned())),
     ]
 }
 
@@ -199,12 +201,12 @@ fn ticket(row: Row<'_>) -> Result<Ticket, ApiError> {
         .get::<i64>("version")
         .and_then(|version| u32::try_from(version).ok())
         .ok_or_else(|| anyhow::anyhow!("tickets.version is not a version"))?;
-    Ok(Ticket {
-        id: text("id")?,
-        title: text("title")?,
+    Ok(Ticket::stored(
+        text("id")?,
+        text("title")?,
         price,
-        user_id: text("user_id")?,
+        text("user_id")?,
         version,
-        order_id: row.get::<&str>("order_id").map(str::to_owned),
-    })
+        row.get::<&str>("order_id").map(str::to_owned),
+    ))
 }

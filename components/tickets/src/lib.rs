@@ -27,7 +27,7 @@ fn router() -> Router {
     router.get("/api/tickets", api::list);
     router.get("/api/tickets/:id", api::show);
     router.put("/api/tickets/:id", api::update);
-    router.any("/*", api::not_found);
+    router.any("/*", common::not_found);
     router
 }
 

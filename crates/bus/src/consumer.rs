@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use common::ApiError;
+use common::clock::now_ms;
 use serde::Deserialize;
 use spin_sdk::redis::RedisResult;
 use spin_sdk::sqlite::{Connection, Value};
@@ -35,7 +36,7 @@ use spin_sdk::sqlite::{Connection, Value};
 use crate::redis::{Redis, is_busy_group, is_no_group};
 use crate::reply::{self, Entry};
 use crate::settings::Settings;
-use crate::{Bus, DEAD_LETTERS, Envelope, EventData, Tx, now_ms, outbox, stream, tick};
+use crate::{Bus, DEAD_LETTERS, Envelope, EventData, Tx, outbox, stream, tick};
 
 /// Entries read per command.
 const BATCH: usize = 32;

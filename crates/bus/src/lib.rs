@@ -19,13 +19,12 @@ mod reply;
 mod settings;
 pub mod tick;
 
-use std::cell::RefCell;
-use std::ops::Deref;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use common::ApiError;
+use common::clock;
 use common::db::Migrations;
 use spin_sdk::sqlite::Connection;
+use std::cell::RefCell;
+use std::ops::Deref;
 
 pub use consumer::{Listener, Received, Wake};
 pub use contracts::*;
@@ -160,7 +159,7 @@ impl Tx<'_> {
     pub fn publish(&self, data: impl EventData) -> Result<(), ApiError> {
         let envelope = Envelope {
             id: common::new_id()?,
-            occurred_at: timestamp(now_ms()),
+            occurred_at: clock::Time::now().to_string(),
             source: self.bus.service.to_owned(),
             event: data.into_event(),
         };
@@ -198,37 +197,17 @@ impl OrderCreated {
     /// The order's `expiresAt` in milliseconds since the epoch (an error names the
     /// order when it is not a timestamp).
     pub fn expires_ms(&self) -> Result<i64, ApiError> {
-        parse_timestamp(&self.expires_at).ok_or_else(|| {
-            anyhow::anyhow!(
-                "order {}: expiresAt `{}` is not a timestamp",
-                self.id,
-                self.expires_at
-            )
-            .into()
-        })
+        clock::Time::parse(&self.expires_at)
+            .map(clock::Time::as_ms)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "order {}: expiresAt `{}` is not a timestamp",
+                    self.id,
+                    self.expires_at
+                )
+                .into()
+            })
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// `2026-11-23T10:15:00.000Z` for a time in milliseconds since the epoch.
-pub fn timestamp(ms: i64) -> String {
-    let time = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-/// The time of a timestamp like `2026-11-23T10:15:00.000Z` (any RFC 3339 UTC time),
-/// in milliseconds since the epoch; `None` if it is not one.
-pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let time = humantime::parse_rfc3339(text).ok()?;
-    let since = time.duration_since(UNIX_EPOCH).ok()?;
-    i64::try_from(since.as_millis()).ok()
 }
 
 #[cfg(test)]
@@ -340,18 +319,6 @@ mod tests {
         assert!(serde_json::from_value::<Envelope>(unknown).is_err());
         let wrong = json!({"id": "e", "occurredAt": "t", "source": "s", "subject": "ticket:created", "data": {"id": 1}});
         assert!(serde_json::from_value::<Envelope>(wrong).is_err());
-    }
-
-    #[test]
-    fn timestamps_are_iso_8601_utc_with_milliseconds() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(timestamp(1_795_428_900_123), "2026-11-23T10:15:00.123Z");
-        assert_eq!(
-            parse_timestamp("2026-11-23T10:15:00.123Z"),
-            Some(1_795_428_900_123)
-        );
-        assert_eq!(parse_timestamp("2026-11-23"), None);
-        assert_eq!(parse_timestamp("1969-12-31T23:59:59.000Z"), None);
     }
 
     #[test]

@@ -23,13 +23,14 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use common::ApiError;
+use common::clock::now_ms;
 use spin_sdk::redis::RedisResult;
 use spin_sdk::sqlite::{Connection, Value};
 
 use crate::redis::Redis;
 use crate::settings::Settings;
 use crate::tick::{ARM_TICKS_FUNCTION, TICK_MS, TICKS_AHEAD};
-use crate::{Bus, Envelope, now_ms};
+use crate::{Bus, Envelope};
 
 /// A stream keeps about this many entries (`XADD … MAXLEN ~`). A consumer group that
 /// falls further behind than this loses the oldest (they are logged when reclaimed).

@@ -1,10 +1,11 @@
 //! The HTTP layer every service shares: reading requests (bounded), API.md's error
-//! format, JSON bodies, validation, sessions, and each service's SQLite schema.
+//! format, JSON bodies, validation, sessions, the clock, and each service's SQLite schema.
 //!
 //! Handlers return `Result<Response, ApiError>`; `respond` turns either side into the
 //! response the API promises, so no internal error text can reach a client.
 
 mod body;
+pub mod clock;
 pub mod db;
 mod error;
 mod http;
@@ -16,8 +17,8 @@ pub use body::JsonBody;
 pub use error::{ApiError, ErrorBody, ErrorEntry};
 pub use http::{MAX_BODY_BYTES, serve};
 use serde::Serialize;
-use spin_sdk::http::Response;
-pub use validation::Validator;
+use spin_sdk::http::{Params, Request, Response};
+pub use validation::{Validator, required};
 
 /// A JSON response with the given status.
 pub fn json_response(status: u16, body: &impl Serialize) -> Response {
@@ -31,6 +32,12 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response {
             .build(),
         Err(err) => ApiError::Internal(err.into()).into_response(),
     }
+}
+
+/// Any path or method a service has no route for: 404 in API.md's format (every
+/// router's last route, `/*`).
+pub fn not_found(_req: Request, _params: Params) -> Response {
+    ApiError::NotFound.into_response()
 }
 
 /// A new opaque id: 128 random bits, hex-encoded (resource ids, event ids).

@@ -58,17 +58,21 @@ pub fn issue(id: &str, email: &str, key: &[u8], now: SystemTime) -> anyhow::Resu
         .context("signing a session token")
 }
 
-/// The claims of a token signed with `key` by HS256 and not expired; `None` for
-/// anything else (tampered, expired, `alg: none`, another algorithm or key, garbage).
-pub fn verify(token: &str, key: &[u8]) -> Option<Claims> {
+/// The claims of a token signed with `key` by HS256 and not expired at `now`; `None`
+/// for anything else (tampered, expired, `alg: none`, another algorithm or key,
+/// garbage).
+pub fn verify(token: &str, key: &[u8], now: SystemTime) -> Option<Claims> {
     let mut validation = Validation::new(Algorithm::HS256);
-    // All services share one clock source in practice; a token is over when `exp` is.
-    validation.leeway = 0;
+    // `exp` is checked below against `now` (the services' one clock), not the library's
+    // own reading of the time; a token is over once its `exp` has passed.
+    validation.validate_exp = false;
     validation.set_required_spec_claims(&["exp"]);
     let key = DecodingKey::from_secret(key).ok()?;
-    jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .ok()
-        .map(|data| data.claims)
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .ok()?
+        .claims;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    (claims.exp >= now).then_some(claims)
 }
 
 /// The `session` cookie's value in a `Cookie` header, if there is one.
@@ -144,7 +148,7 @@ pub fn current_user(request: &Request) -> Result<Option<CurrentUser>, ApiError> 
     else {
         return Ok(None);
     };
-    Ok(verify(token, &key()?).map(CurrentUser::from))
+    Ok(verify(token, &key()?, crate::clock::now()).map(CurrentUser::from))
 }
 
 /// The signed-in user, or 401 `Not authorized`.
@@ -160,28 +164,43 @@ mod tests {
 
     #[test]
     fn a_token_verifies_with_its_key_only() {
-        let token = issue("u1", "a@b.co", KEY, SystemTime::now()).unwrap();
-        let claims = verify(&token, KEY).expect("valid");
+        let now = SystemTime::now();
+        let token = issue("u1", "a@b.co", KEY, now).unwrap();
+        let claims = verify(&token, KEY, now).expect("valid");
         assert_eq!(
             (claims.id.as_str(), claims.email.as_str()),
             ("u1", "a@b.co")
         );
         assert_eq!(claims.exp - claims.iat, LIFETIME.as_secs());
-        assert_eq!(verify(&token, b"another key"), None);
+        assert_eq!(verify(&token, b"another key", now), None);
     }
 
     #[test]
     fn expired_tampered_and_garbage_tokens_do_not_verify() {
-        let long_ago = SystemTime::now() - LIFETIME - Duration::from_secs(1);
+        let now = SystemTime::now();
+        let long_ago = now - LIFETIME - Duration::from_secs(1);
         let expired = issue("u1", "a@b.co", KEY, long_ago).unwrap();
-        assert_eq!(verify(&expired, KEY), None);
+        assert_eq!(verify(&expired, KEY, now), None);
 
-        let token = issue("u1", "a@b.co", KEY, SystemTime::now()).unwrap();
+        let token = issue("u1", "a@b.co", KEY, now).unwrap();
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 2, 'x');
-        assert_eq!(verify(&tampered, KEY), None);
-        assert_eq!(verify("not.a.token", KEY), None);
-        assert_eq!(verify("", KEY), None);
+        assert_eq!(verify(&tampered, KEY, now), None);
+        assert_eq!(verify("not.a.token", KEY, now), None);
+        assert_eq!(verify("", KEY, now), None);
+    }
+
+    #[test]
+    fn a_token_is_valid_until_the_second_of_its_exp_on_the_given_clock() {
+        let issued = UNIX_EPOCH + Duration::from_secs(1_795_428_900);
+        let token = issue("u1", "a@b.co", KEY, issued).unwrap();
+        let last = issued + LIFETIME;
+        assert!(verify(&token, KEY, last).is_some());
+        assert_eq!(verify(&token, KEY, last + Duration::from_secs(1)), None);
+        assert!(
+            verify(&token, KEY, issued).is_some(),
+            "the clock given, not the machine's"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Validation that reports every failed rule at once (API.md: one entry per rule, with
-//! its field, in rule order).
+//! its field, in rule order), and the rules several services share.
 
 use crate::{ApiError, ErrorEntry};
 
@@ -28,6 +28,16 @@ impl Validator {
         }
     }
 
+    /// [`required`]'s rule on `field`: the trimmed text, or `None` after noting `message`.
+    pub fn required<'a>(
+        &mut self,
+        field: &str,
+        value: Option<&'a str>,
+        message: &'static str,
+    ) -> Option<&'a str> {
+        self.field(field, required(value, message))
+    }
+
     pub fn has_failed(&self) -> bool {
         !self.failed.is_empty()
     }
@@ -36,6 +46,18 @@ impl Validator {
     pub fn into_error(self) -> ApiError {
         ApiError::Validation(self.failed)
     }
+}
+
+/// A required text field: the value trimmed, unless it is missing, not a string
+/// (`None`), or blank; then `message`.
+pub fn required<'a>(
+    value: Option<&'a str>,
+    message: &'static str,
+) -> Result<&'a str, &'static str> {
+    value
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .ok_or(message)
 }
 
 #[cfg(test)]
@@ -60,6 +82,27 @@ mod tests {
             fields,
             [(Some("b"), "B is wrong"), (Some("c"), "C is wrong")]
         );
+    }
+
+    #[test]
+    fn a_required_text_is_trimmed_and_not_blank() {
+        assert_eq!(required(Some("  t1 "), "Id is required"), Ok("t1"));
+        assert_eq!(
+            required(Some(" \t\n"), "Id is required"),
+            Err("Id is required")
+        );
+        assert_eq!(required(None, "Id is required"), Err("Id is required"));
+        let mut rules = Validator::new();
+        assert_eq!(
+            rules.required("id", Some(" t1"), "Id is required"),
+            Some("t1")
+        );
+        assert_eq!(rules.required("other", Some(""), "Other is required"), None);
+        let ApiError::Validation(entries) = rules.into_error() else {
+            panic!("a validation error")
+        };
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].field.as_deref(), Some("other"));
     }
 
     #[test]

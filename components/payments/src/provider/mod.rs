@@ -148,7 +148,12 @@ pub fn not_configured() -> ApiError {
 /// Logs why payments are not configured, unless that was logged in the last hour.
 fn warn(reason: NotConfigured) {
     let due = db::open().and_then(|conn| {
-        db::warning_due(&conn, reason.warning(), bus::now_ms(), WARN_EVERY_MS)
+        db::warning_due(
+            &conn,
+            reason.warning(),
+            common::clock::now_ms(),
+            WARN_EVERY_MS,
+        )
     });
     // Without the database, saying it too often beats not saying it.
     if due.unwrap_or(true) {

@@ -95,6 +95,7 @@ impl AppBuilder {
 
     /// Starts the app; `Err` when it exits or does not serve within the timeout.
     pub fn try_start(self) -> Result<App, StartError> {
+        crate::runtime::record(&self.runtime);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let runtime_config =
             write_runtime_config(&self.manifest, dir.path(), &self.runtime_config_extra);

@@ -302,6 +302,14 @@ impl App {
         self.redis.as_ref().expect("the app was started with_redis")
     }
 
+    /// Waits until each of `channels` has a listener (an event published before would
+    /// wake nobody).
+    pub fn wait_for_listeners(&self, channels: &[&str]) {
+        for channel in channels {
+            self.redis().wait_for_subscribers(channel, 1);
+        }
+    }
+
     pub fn redis_mut(&mut self) -> &mut Redis {
         self.redis.as_mut().expect("the app was started with_redis")
     }

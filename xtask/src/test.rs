@@ -1,16 +1,22 @@
 //! `cargo xtask test`: THE test command (README and .ci/run call exactly this).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::up::spin_on_path;
+use crate::spin::{self, Spin};
 use crate::{Project, build, codegen, manifest, setup, step, web, wit};
 
 /// A component that imports outbound HTTP and key-value; the `auth` world grants neither.
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
 
+/// The file the harness notes, for each test, the runtimes it started the app on.
+const TALLY_VARIABLE: &str = "TICKETING_RUNTIME_TALLY";
+
 pub fn run(project: &Project) -> Result<()> {
+    // Before anything long: a TICKETING_SPIN that will not do ends the run at once.
+    let spin = spin::find()?;
     setup::run(project, setup::Needs::AppAndBrowser)?;
     let cargo = || project.toolchain.cargo(&project.sh);
 
@@ -96,9 +102,12 @@ pub fn run(project: &Project) -> Result<()> {
     crate::image::round_trip(project)?;
 
     step("Tests: unit tests, then the black-box tests on the host (and on real Spin, if found)");
-    match spin_on_path(project) {
-        Some(version) => eprintln!("real Spin found ({version}): behaviour tests also run on it"),
-        None => eprintln!("no Spin >= 3.6 on PATH: behaviour tests run on the project's host only"),
+    match &spin {
+        Some(spin) => eprintln!(
+            "real Spin found ({}): behaviour tests also run on it",
+            spin.version
+        ),
+        None => eprintln!("no Spin >= 3.6 found: behaviour tests run on the project's host only"),
     }
     step("Unit tests of the web app (its pure parts, natively)");
     cargo()
@@ -109,7 +118,17 @@ pub fn run(project: &Project) -> Result<()> {
     compile_once(project)?;
     component_tests(project)?;
     step("Unit, black-box and browser tests of the workspace");
-    cargo().args(["test", "--workspace", "--locked"]).run()?;
+    let tally = project.target_dir().join("runtime-tally");
+    match std::fs::remove_file(&tally) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("removing {}", tally.display()));
+        }
+        _ => {}
+    }
+    cargo()
+        .args(["test", "--workspace", "--locked"])
+        .env(TALLY_VARIABLE, &tally)
+        .run()?;
     eprintln!(
         "the browser tests' screenshots are in target/browser/screenshots/ \
          (`cargo xtask screenshots` refreshes docs/screenshots/)"
@@ -122,7 +141,58 @@ pub fn run(project: &Project) -> Result<()> {
         }
         crate::k8s::SpinKubeSchemas::Project => eprintln!("{}", crate::k8s::skipped_crd_check()),
     }
+    eprintln!("{}", RuntimeTally::read(&tally)?.summary(spin.as_ref()));
     Ok(())
+}
+
+/// How many tests started the app on each runtime, from the lines `<runtime>\t<test>`
+/// the harness appends (a test that starts several apps on one runtime counts once).
+#[derive(Debug, PartialEq, Eq)]
+struct RuntimeTally {
+    host: usize,
+    spin: usize,
+}
+
+impl RuntimeTally {
+    fn read(path: &Path) -> Result<RuntimeTally> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(RuntimeTally::parse(&text)),
+            // No test started an app.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(RuntimeTally::parse("")),
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn parse(text: &str) -> RuntimeTally {
+        let tests: BTreeSet<(&str, &str)> = text
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .collect();
+        let count = |name: &str| tests.iter().filter(|(runtime, _)| *runtime == name).count();
+        RuntimeTally {
+            host: count("host"),
+            spin: count("spin"),
+        }
+    }
+
+    /// The run's last word on where its tests ran.
+    fn summary(&self, spin: Option<&Spin>) -> String {
+        let RuntimeTally {
+            host,
+            spin: on_spin,
+        } = self;
+        match spin {
+            Some(spin) => format!(
+                "tests that ran the app: {host} on the host, {on_spin} on Spin ({})",
+                spin.version
+            ),
+            None => format!(
+                "real Spin was not found ({} unset, and no `spin` 3.6 or newer on PATH): \
+                 tests that ran the app: {host} on the host, {on_spin} on Spin",
+                spin::VARIABLE
+            ),
+        }
+    }
 }
 
 /// Builds the host the tests use and compiles every module of the test apps once, into
@@ -239,4 +309,46 @@ pub fn screenshots(project: &Project) -> Result<()> {
         .env("TICKETING_SCREENSHOTS", &dir)
         .run()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_test_counts_once_per_runtime_it_ran_the_app_on() {
+        let lines = "host\tapi-1::sign_up\n\
+                     spin\tapi-1::sign_up\n\
+                     host\tapi-1::replicas\n\
+                     host\tapi-1::replicas\n\
+                     host\tbus-2::sign_up\n\
+                     a torn line\n";
+        assert_eq!(
+            RuntimeTally::parse(lines),
+            RuntimeTally { host: 3, spin: 1 }
+        );
+        assert_eq!(RuntimeTally::parse(""), RuntimeTally { host: 0, spin: 0 });
+    }
+
+    #[test]
+    fn the_summary_says_when_spin_was_not_found() {
+        let tally = RuntimeTally { host: 212, spin: 0 };
+        assert_eq!(
+            tally.summary(None),
+            "real Spin was not found (TICKETING_SPIN unset, and no `spin` 3.6 or newer on \
+             PATH): tests that ran the app: 212 on the host, 0 on Spin"
+        );
+        let spin = Spin {
+            program: "spin".to_owned(),
+            version: "spin 3.6.3 (88d51cf1 2026-04-09)".to_owned(),
+        };
+        assert_eq!(
+            RuntimeTally {
+                host: 212,
+                spin: 180
+            }
+            .summary(Some(&spin)),
+            "tests that ran the app: 212 on the host, 180 on Spin (spin 3.6.3 (88d51cf1 2026-04-09))"
+        );
+    }
 }

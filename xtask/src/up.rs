@@ -5,9 +5,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use xshell::cmd;
 
-use crate::{Project, build, manifest, redis, setup, step};
+use crate::{Project, build, manifest, redis, setup, spin, step};
 
 const LISTEN: &str = "127.0.0.1:3000";
 /// The payment provider of local runs (spin.toml's `payment_provider`).
@@ -53,10 +52,10 @@ pub fn app_redis_url(project: &Project) -> Result<String> {
 }
 
 pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
+    let spin = spin::find()?;
     setup::run(project, setup::Needs::App)?;
-    let spin = spin_on_path(project);
     match &spin {
-        Some(version) => step(&format!("Runtime: {version}")),
+        Some(spin) => step(&format!("Runtime: {}", spin.version)),
         None => step("Runtime: the project's host (no Spin >= 3.6 on PATH)"),
     }
 
@@ -90,7 +89,7 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
         LISTEN,
     ];
     let runtime = match spin {
-        Some(_) => sh.cmd(spin_program()),
+        Some(spin) => sh.cmd(spin.program),
         None => sh.cmd(project.target_dir().join(profile.dir()).join("host")),
     };
     // Ctrl-C reaches the runtime too; its clean exit (or the interrupt) ends xtask,
@@ -101,27 +100,6 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
         .env("SPIN_VARIABLE_PAYMENT_PROVIDER", payment_provider)
         .run();
     Ok(())
-}
-
-/// The Spin the tests and `up` use, when it is 3.6 or newer: `TICKETING_SPIN` (a
-/// path), else `spin` on PATH. Its `--version` line.
-pub fn spin_on_path(project: &Project) -> Option<String> {
-    let sh = &project.sh;
-    let spin = spin_program();
-    let version = cmd!(sh, "{spin} --version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
-    // "spin 3.6.3 (88d51cf1 2026-04-09)"
-    let number = version.split_whitespace().nth(1)?;
-    let mut parts = number.split('.').map(|part| part.parse::<u32>().ok());
-    let (major, minor) = (parts.next()??, parts.next()??);
-    ((major, minor) >= (3, 6)).then_some(version)
-}
-
-fn spin_program() -> String {
-    std::env::var("TICKETING_SPIN").unwrap_or_else(|_| "spin".to_owned())
 }
 
 /// The payment provider of a local run: `SPIN_VARIABLE_PAYMENT_PROVIDER` if set, else

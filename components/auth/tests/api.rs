@@ -5,27 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use harness::{App, Method, Redis, Reply, Runtime};
+use harness::{App, JWT_KEY as KEY, Method, Reply, on_every_runtime, spawn_app_on};
 use serde_json::{Value, json};
-
-const KEY: &str = "the jwt_key of these tests";
-
-fn spawn(runtime: Runtime) -> App {
-    App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", KEY)
-        .start()
-}
-
-/// Every test runs on the host, and on real Spin when it is installed.
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = spawn(runtime);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
-}
 
 fn credentials(email: &str, password: &str) -> Value {
     json!({ "email": email, "password": password })
@@ -33,10 +14,6 @@ fn credentials(email: &str, password: &str) -> Value {
 
 fn sign_up(client: &harness::Client, email: &str, password: &str) -> Reply {
     client.post_json("/api/users/signup", &credentials(email, password))
-}
-
-fn errors(reply: &Reply) -> Value {
-    reply.json()["errors"].clone()
 }
 
 fn message(text: &str) -> Value {
@@ -75,7 +52,7 @@ fn now() -> u64 {
 
 #[test]
 fn sign_up_creates_the_user_and_signs_them_in() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = sign_up(app, "new@example.com", "secret1");
         assert_eq!(reply.status, 201, "{}", reply.text());
         let body = reply.json();
@@ -103,7 +80,7 @@ fn sign_up_creates_the_user_and_signs_them_in() {
 
 #[test]
 fn the_session_cookie_is_http_only_lax_and_not_secure_on_loopback() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let cookie = session_cookie(&sign_up(app, "cookie@example.com", "secret1"));
         let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
         assert!(attributes[0].starts_with("session=ey"), "{cookie}");
@@ -119,7 +96,7 @@ fn the_session_cookie_is_http_only_lax_and_not_secure_on_loopback() {
 
 #[test]
 fn the_session_cookie_is_secure_under_a_public_host_name() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.send(
             app.request(Method::POST, "/api/users/signup")
                 .header("host", "tickets.example.com")
@@ -136,12 +113,12 @@ fn the_session_cookie_is_secure_under_a_public_host_name() {
 
 #[test]
 fn sign_up_with_an_invalid_email_is_rejected() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         for email in ["", "not-an-email", "a@b", "two@@example.com"] {
             let reply = sign_up(app, email, "secret1");
             assert_eq!(reply.status, 400, "{email}: {}", reply.text());
             assert_eq!(
-                errors(&reply),
+                reply.errors(),
                 json!([{ "message": "Email must be valid", "field": "email" }])
             );
         }
@@ -150,13 +127,13 @@ fn sign_up_with_an_invalid_email_is_rejected() {
 
 #[test]
 fn sign_up_needs_a_password_of_4_to_20_characters_after_trimming() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let too_long = "p".repeat(21);
         for password in ["", "abc", "  abc  ", too_long.as_str()] {
             let reply = sign_up(app, "short@example.com", password);
             assert_eq!(reply.status, 400, "{password:?}: {}", reply.text());
             assert_eq!(
-                errors(&reply),
+                reply.errors(),
                 json!([{
                     "message": "Password must be between 4 and 20 characters",
                     "field": "password"
@@ -172,11 +149,11 @@ fn sign_up_needs_a_password_of_4_to_20_characters_after_trimming() {
 
 #[test]
 fn sign_up_reports_every_failed_rule_in_order() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.post_json("/api/users/signup", &json!({}));
         assert_eq!(reply.status, 400);
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([
                 { "message": "Email must be valid", "field": "email" },
                 { "message": "Password must be between 4 and 20 characters", "field": "password" }
@@ -187,13 +164,14 @@ fn sign_up_reports_every_failed_rule_in_order() {
 
 #[test]
 fn fields_of_the_wrong_type_fail_their_rules() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.post_json(
             "/api/users/signup",
             &json!({ "email": 5, "password": ["x"] }),
         );
         assert_eq!(reply.status, 400);
-        let fields: Vec<Value> = errors(&reply)
+        let fields: Vec<Value> = reply
+            .errors()
             .as_array()
             .unwrap()
             .iter()
@@ -205,7 +183,7 @@ fn fields_of_the_wrong_type_fail_their_rules() {
 
 #[test]
 fn sign_up_with_an_email_in_use_is_rejected_ignoring_case() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         assert_eq!(sign_up(app, "Taken@Example.com", "secret1").status, 201);
         for email in [
             "Taken@Example.com",
@@ -214,7 +192,7 @@ fn sign_up_with_an_email_in_use_is_rejected_ignoring_case() {
         ] {
             let reply = sign_up(&app.new_client(), email, "other-secret");
             assert_eq!(reply.status, 400, "{email}: {}", reply.text());
-            assert_eq!(errors(&reply), message("Email in use"));
+            assert_eq!(reply.errors(), message("Email in use"));
             assert!(reply.header("set-cookie").is_none());
         }
     });
@@ -222,7 +200,7 @@ fn sign_up_with_an_email_in_use_is_rejected_ignoring_case() {
 
 #[test]
 fn concurrent_sign_ups_with_one_email_give_one_account() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let clients: Vec<_> = (0..8).map(|_| app.new_client()).collect();
         let statuses: Vec<u16> = std::thread::scope(|scope| {
             let racers: Vec<_> = clients
@@ -257,7 +235,7 @@ fn concurrent_sign_ups_with_one_email_give_one_account() {
 
 #[test]
 fn sign_in_with_the_right_password_starts_a_session() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let id =
             sign_up(&app.new_client(), "Alice@Example.com", "  secret1  ").json()["id"].clone();
         // Emails ignore case; passwords are trimmed at sign-up and at sign-in alike.
@@ -277,7 +255,7 @@ fn sign_in_with_the_right_password_starts_a_session() {
 
 #[test]
 fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         assert_eq!(
             sign_up(&app.new_client(), "bob@example.com", "secret1").status,
             201
@@ -288,7 +266,7 @@ fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
         ] {
             let reply = app.post_json("/api/users/signin", &credentials(email, password));
             assert_eq!(reply.status, 400, "{email}");
-            assert_eq!(errors(&reply), message("Invalid credentials"));
+            assert_eq!(reply.errors(), message("Invalid credentials"));
             assert!(reply.header("set-cookie").is_none());
         }
         assert_eq!(current_user(app), Value::Null);
@@ -297,11 +275,11 @@ fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
 
 #[test]
 fn sign_in_needs_a_valid_email_and_a_password() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.post_json("/api/users/signin", &credentials("nope", "   "));
         assert_eq!(reply.status, 400);
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([
                 { "message": "Email must be valid", "field": "email" },
                 { "message": "You must supply a password", "field": "password" }
@@ -314,7 +292,7 @@ fn sign_in_needs_a_valid_email_and_a_password() {
 
 #[test]
 fn sign_out_clears_the_cookie_and_ends_the_session() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         assert_eq!(sign_up(app, "leaving@example.com", "secret1").status, 201);
         assert_ne!(current_user(app), Value::Null);
         let reply = app.post_json("/api/users/signout", &json!({}));
@@ -336,7 +314,7 @@ fn sign_out_clears_the_cookie_and_ends_the_session() {
 
 #[test]
 fn current_user_is_null_without_a_session() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.get("/api/users/currentuser");
         assert_eq!(reply.status, 200);
         assert_eq!(
@@ -381,7 +359,7 @@ fn tokens_that_do_not_verify_count_as_signed_out() {
     );
     let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
 
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         assert_eq!(
             current_user_with_token(app, &valid)["id"],
             "u1",
@@ -405,7 +383,7 @@ fn tokens_that_do_not_verify_count_as_signed_out() {
 
 #[test]
 fn a_body_that_is_not_json_is_a_400() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         for (content_type, body) in [
             ("application/json", "{not json"),
             ("application/json", ""),
@@ -422,7 +400,7 @@ fn a_body_that_is_not_json_is_a_400() {
             for path in ["/api/users/signup", "/api/users/signin"] {
                 let reply = app.post_raw(path, content_type, body.as_bytes().to_vec());
                 assert_eq!(reply.status, 400, "{path} {content_type} {body:?}");
-                assert_eq!(errors(&reply), message("Request body must be JSON"));
+                assert_eq!(reply.errors(), message("Request body must be JSON"));
             }
         }
     });
@@ -430,7 +408,7 @@ fn a_body_that_is_not_json_is_a_400() {
 
 #[test]
 fn a_body_over_64_kib_is_a_413_and_creates_nothing() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let padding = "x".repeat(64 * 1024);
         let body = json!({ "email": "big@example.com", "password": "secret1", "padding": padding });
         // On a connection of its own: a server that answers before it has read the
@@ -438,7 +416,7 @@ fn a_body_over_64_kib_is_a_413_and_creates_nothing() {
         // host), so the next request must not reuse it.
         let reply = app.new_client().post_json("/api/users/signup", &body);
         assert_eq!(reply.status, 413, "{}", reply.text());
-        assert_eq!(errors(&reply), message("Request body is too large"));
+        assert_eq!(reply.errors(), message("Request body is too large"));
         // Nothing was stored: the same sign-up with a small body succeeds.
         assert_eq!(sign_up(app, "big@example.com", "secret1").status, 201);
     });
@@ -446,7 +424,7 @@ fn a_body_over_64_kib_is_a_413_and_creates_nothing() {
 
 #[test]
 fn unknown_routes_and_methods_under_the_api_are_json_404s() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         for (method, path) in [
             (Method::GET, "/api/users/nobody-here"),
             (Method::GET, "/api/users/signup"),
@@ -464,7 +442,7 @@ fn unknown_routes_and_methods_under_the_api_are_json_404s() {
 
 #[test]
 fn a_path_outside_the_api_is_the_web_app_and_never_an_api_answer() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         // The web component answers it with the app's page (its router shows "not
         // found"); components/web/tests has the details.
         let reply = app.get("/no/such/page");
@@ -477,7 +455,7 @@ fn a_path_outside_the_api_is_the_web_app_and_never_an_api_answer() {
 
 #[test]
 fn passwords_are_stored_only_as_argon2id_hashes() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         assert_eq!(
             sign_up(app, "stored@example.com", "plain-secret").status,
             201
@@ -494,7 +472,7 @@ fn passwords_are_stored_only_as_argon2id_hashes() {
 
 #[test]
 fn logs_show_each_request_but_no_password_hash_or_token() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = sign_up(app, "logged@example.com", "log-secret");
         assert_eq!(reply.status, 201);
         let token = session_cookie(&reply)["session=".len()..]

@@ -5,36 +5,28 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness::{App, Client, Redis, Runtime, eventually};
+use harness::{App, Client, Runtime, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 /// The payment window of these tests.
 const WINDOW_SECONDS: u64 = 2;
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The whole app with a payment window of `window` seconds, once its listeners listen.
 fn spawn_with(runtime: Runtime, window: u64) -> App {
-    let app = App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", "the jwt_key of these tests")
-        .variable("order_expiration_seconds", &window.to_string())
-        .start();
+    let app = harness::spawn_app_with(runtime, |app| {
+        app.variable("order_expiration_seconds", &window.to_string())
+    });
     wait_for_listeners(&app);
     app
 }
 
-fn wait_for_listeners(app: &App) {
-    for channel in ["ticket:created", "order:created", "__keyevent@0__:expired"] {
-        app.redis().wait_for_subscribers(channel, 1);
-    }
+fn spawn(runtime: Runtime) -> App {
+    spawn_with(runtime, WINDOW_SECONDS)
 }
 
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = spawn_with(runtime, WINDOW_SECONDS);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
+fn wait_for_listeners(app: &App) {
+    app.wait_for_listeners(&["ticket:created", "order:created", "__keyevent@0__:expired"]);
 }
 
 /// A fresh ticket of `seller`, ordered by `buyer` (retrying while orders has not heard
@@ -96,7 +88,7 @@ fn wait_until(ms: u64) {
 
 #[test]
 fn an_unpaid_order_is_cancelled_after_the_window_never_before() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let (ticket, order) = order_a_ticket(&seller, &buyer, "concert");
@@ -133,7 +125,7 @@ fn an_unpaid_order_is_cancelled_after_the_window_never_before() {
 
 #[test]
 fn a_paid_or_cancelled_order_is_not_cancelled_by_its_expiry() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let (_, paid) = order_a_ticket(&seller, &buyer, "paid");
@@ -236,7 +228,7 @@ fn a_redis_restart_loses_no_pending_expiry() {
 
 #[test]
 fn concurrent_sweeps_publish_each_expiry_once() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let orders: Vec<Value> = (0..5)

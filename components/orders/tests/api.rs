@@ -4,32 +4,20 @@
 
 use std::time::Duration;
 
-use harness::{App, Client, Redis, Reply, Runtime, eventually};
+use harness::{App, Client, Reply, Runtime, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The whole app with a payment window of a minute and events delivered again after
+/// 300 ms, once orders listens for tickets' events.
 fn spawn(runtime: Runtime) -> App {
-    let app = App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", "the jwt_key of these tests")
-        .variable("order_expiration_seconds", "60")
-        .variable("event_ack_wait_ms", "300")
-        .start();
-    for channel in ["ticket:created", "ticket:updated", "order:created"] {
-        app.redis().wait_for_subscribers(channel, 1);
-    }
+    let app = harness::spawn_app_with(runtime, |app| {
+        app.variable("order_expiration_seconds", "60")
+            .variable("event_ack_wait_ms", "300")
+    });
+    app.wait_for_listeners(&["ticket:created", "ticket:updated", "order:created"]);
     app
-}
-
-/// Every test runs on the host, and on real Spin when it is installed.
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = spawn(runtime);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
 }
 
 /// A ticket listed by `seller` (orders hears of it through `ticket:created`).
@@ -51,10 +39,6 @@ fn ordered(client: &Client, ticket: &Value) -> Value {
     });
     assert_eq!(reply.status, 201, "{}", reply.text());
     reply.json()
-}
-
-fn errors(reply: &Reply) -> Value {
-    reply.json()["errors"].clone()
 }
 
 fn show(client: &Client, id: &Value) -> Value {
@@ -84,7 +68,7 @@ fn event(subject: &str, id: &str, data: Value) -> Value {
 
 #[test]
 fn an_order_holds_the_ticket_until_it_is_cancelled() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
@@ -128,7 +112,7 @@ fn an_order_holds_the_ticket_until_it_is_cancelled() {
         let reply = place_order(&other, &ticket);
         assert_eq!(reply.status, 400);
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([{"message": "Ticket is already reserved"}])
         );
 
@@ -154,7 +138,7 @@ fn an_order_holds_the_ticket_until_it_is_cancelled() {
 
 #[test]
 fn orders_need_a_session_a_ticket_id_and_a_known_ticket() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let reply = app.post_json("/api/orders", &json!({"ticketId": "x"}));
         assert_eq!(reply.status, 401);
         assert_eq!(app.get("/api/orders").status, 401);
@@ -165,7 +149,7 @@ fn orders_need_a_session_a_ticket_id_and_a_known_ticket() {
             let reply = buyer.post_json("/api/orders", &body);
             assert_eq!(reply.status, 400, "{body}");
             assert_eq!(
-                errors(&reply),
+                reply.errors(),
                 json!([{"message": "TicketId must be provided", "field": "ticketId"}])
             );
         }
@@ -178,7 +162,7 @@ fn orders_need_a_session_a_ticket_id_and_a_known_ticket() {
 
 #[test]
 fn each_user_sees_only_their_own_orders_oldest_first() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let other = app.signed_up("other");
@@ -212,7 +196,7 @@ fn each_user_sees_only_their_own_orders_oldest_first() {
 
 #[test]
 fn concurrent_orders_for_one_ticket_have_exactly_one_winner() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyers: Vec<Client> = (0..20)
             .map(|n| app.signed_up(&format!("buyer{n}")))
@@ -247,7 +231,7 @@ fn concurrent_orders_for_one_ticket_have_exactly_one_winner() {
 
 #[test]
 fn the_ticket_copy_applies_versions_in_order_even_when_they_arrive_out_of_order() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
@@ -294,7 +278,7 @@ fn the_ticket_copy_applies_versions_in_order_even_when_they_arrive_out_of_order(
 
 #[test]
 fn expiry_cancels_an_unpaid_order_and_frees_its_ticket() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
@@ -338,7 +322,7 @@ fn expiry_cancels_an_unpaid_order_and_frees_its_ticket() {
 
 #[test]
 fn a_paid_order_is_complete_and_neither_expires_nor_cancels() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let ticket = ticket_for_sale(&seller, "concert");
@@ -363,7 +347,7 @@ fn a_paid_order_is_complete_and_neither_expires_nor_cancels() {
         let reply = buyer.delete(&format!("/api/orders/{}", order["id"].as_str().unwrap()));
         assert_eq!(reply.status, 400);
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([{"message": "Cannot cancel a completed order"}])
         );
         assert!(app.redis().stream("events:order:cancelled").is_empty());

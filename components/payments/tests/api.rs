@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use harness::{App, AppBuilder, Client, Redis, Reply, Runtime, StripeStub, eventually};
+use harness::{App, AppBuilder, Client, Reply, Runtime, StripeStub, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,31 +32,24 @@ fn start(
     window_seconds: u64,
     configure: impl FnOnce(AppBuilder) -> AppBuilder,
 ) -> App {
-    let app = App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", "the jwt_key of these tests")
-        .variable("order_expiration_seconds", &window_seconds.to_string())
-        .variable("event_ack_wait_ms", "300");
-    let app = configure(app).start();
-    for channel in [
+    let app = harness::spawn_app_with(runtime, |app| {
+        configure(
+            app.variable("order_expiration_seconds", &window_seconds.to_string())
+                .variable("event_ack_wait_ms", "300"),
+        )
+    });
+    app.wait_for_listeners(&[
         "ticket:created",
         "order:created",
         "order:cancelled",
         "payment:created",
-    ] {
-        app.redis().wait_for_subscribers(channel, 1);
-    }
+    ]);
     app
 }
 
-/// Every sandbox test runs on the host, and on real Spin when it is installed.
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = spawn(runtime, 60, None);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
+/// The app of the sandbox tests.
+fn sandbox(runtime: Runtime) -> App {
+    spawn(runtime, 60, None)
 }
 
 /// The same with Stripe: a fresh stand-in for each runtime.
@@ -218,7 +211,7 @@ fn paying_completes_the_order_and_its_expiry_leaves_it_alone() {
 
 #[test]
 fn a_payment_is_checked_in_api_md_order() {
-    on_every_runtime(|app| {
+    on_every_runtime(sandbox, |app| {
         let buyer = app.signed_up("buyer");
         let signed_out = app.new_client();
         let reply = signed_out.post_json("/api/payments", &json!({}));
@@ -787,7 +780,7 @@ fn a_cancel_waits_for_its_order_past_the_maximum_deliveries() {
 
 #[test]
 fn a_cancel_that_overtakes_its_order_is_applied_after_it() {
-    on_every_runtime(|app| {
+    on_every_runtime(sandbox, |app| {
         let buyer = app.signed_up("buyer");
         let order_id = harness::random_hex(16);
         // order:cancelled (version 1) first: it waits for version 0.

@@ -5,30 +5,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{App, Client, Redis, Reply, Runtime, eventually};
+use harness::{App, Client, Reply, Runtime, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The whole app, once tickets listens for orders' events.
 fn spawn(runtime: Runtime) -> App {
-    let app = App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", "the jwt_key of these tests")
-        .start();
-    for channel in ["order:created", "order:cancelled"] {
-        app.redis().wait_for_subscribers(channel, 1);
-    }
+    let app = harness::spawn_app_on(runtime);
+    app.wait_for_listeners(&["order:created", "order:cancelled"]);
     app
-}
-
-/// Every test runs on the host, and on real Spin when it is installed.
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = spawn(runtime);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
 }
 
 fn create(client: &Client, title: &str, price: Value) -> Reply {
@@ -39,10 +25,6 @@ fn created(client: &Client, title: &str, price: Value) -> Value {
     let reply = create(client, title, price);
     assert_eq!(reply.status, 201, "{}", reply.text());
     reply.json()
-}
-
-fn errors(reply: &Reply) -> Value {
-    reply.json()["errors"].clone()
 }
 
 fn field_error(message: &str, field: &str) -> Value {
@@ -113,10 +95,10 @@ fn updates_of(app: &App, id: &Value) -> Vec<Value> {
 
 #[test]
 fn creating_a_ticket_needs_a_session() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let reply = create(app, "concert", json!(20));
         assert_eq!(reply.status, 401);
-        assert_eq!(errors(&reply), json!([{"message": "Not authorized"}]));
+        assert_eq!(reply.errors(), json!([{"message": "Not authorized"}]));
         // Checked before the body: even a bad body gets 401.
         let reply = app.post_raw("/api/tickets", "text/plain", b"nope".to_vec());
         assert_eq!(reply.status, 401);
@@ -125,7 +107,7 @@ fn creating_a_ticket_needs_a_session() {
 
 #[test]
 fn a_created_ticket_is_returned_and_published_as_ticket_created() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let user_id = seller.get("/api/users/currentuser").json()["currentUser"]["id"].clone();
@@ -153,7 +135,7 @@ fn a_created_ticket_is_returned_and_published_as_ticket_created() {
 
 #[test]
 fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         assert_eq!(created(&seller, "a", json!(0.29))["price"], json!(0.29));
         assert_eq!(created(&seller, "b", json!("12.5"))["price"], json!(12.5));
@@ -172,7 +154,7 @@ fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
             let reply = create(&seller, "concert", price.clone());
             assert_eq!(reply.status, 400, "{price}");
             assert_eq!(
-                errors(&reply),
+                reply.errors(),
                 json!([field_error(message, "price")]),
                 "{price}"
             );
@@ -182,19 +164,19 @@ fn prices_are_exact_with_at_most_two_decimals_and_strings_are_accepted() {
 
 #[test]
 fn titles_are_trimmed_kept_verbatim_and_bounded() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "  Концерт 🎸 «Live» ", json!(5));
         assert_eq!(ticket["title"], "Концерт 🎸 «Live»");
         assert!(create(&seller, &"é".repeat(200), json!(5)).status == 201);
         let reply = create(&seller, &"é".repeat(201), json!(5));
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([field_error("Title must be at most 200 characters", "title")])
         );
         let reply = seller.post_json("/api/tickets", &json!({"title": "   ", "price": "x"}));
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([
                 field_error("Title is required", "title"),
                 field_error("Price must be greater than 0", "price")
@@ -202,7 +184,7 @@ fn titles_are_trimmed_kept_verbatim_and_bounded() {
         );
         let reply = seller.post_raw("/api/tickets", "application/json", b"[1]".to_vec());
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([{"message": "Request body must be JSON"}])
         );
     });
@@ -212,7 +194,7 @@ fn titles_are_trimmed_kept_verbatim_and_bounded() {
 /// types: both must say the same, byte for byte, whatever the title and the price.
 #[test]
 fn the_list_shows_each_ticket_exactly_as_its_own_page_does() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         assert_eq!(app.get("/api/tickets").text(), "[]");
         let tickets = [
@@ -250,7 +232,7 @@ fn the_list_shows_each_ticket_exactly_as_its_own_page_does() {
 
 #[test]
 fn unknown_and_malformed_ids_are_not_found() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         for path in [
             "/api/tickets/0123456789abcdef0123456789abcdef",
             "/api/tickets/not-an-id",
@@ -259,7 +241,7 @@ fn unknown_and_malformed_ids_are_not_found() {
         ] {
             let reply = app.get(path);
             assert_eq!(reply.status, 404, "{path}");
-            assert_eq!(errors(&reply), json!([{"message": "Not Found"}]), "{path}");
+            assert_eq!(reply.errors(), json!([{"message": "Not Found"}]), "{path}");
         }
         let reply = app.delete("/api/tickets");
         assert_eq!(reply.status, 404);
@@ -270,7 +252,7 @@ fn unknown_and_malformed_ids_are_not_found() {
 /// refused, a small one changes nothing.
 #[test]
 fn a_get_with_a_body_is_answered_as_without_one() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "Concert", json!(20));
         let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
@@ -287,7 +269,7 @@ fn a_get_with_a_body_is_answered_as_without_one() {
         let reply = get(vec![b' '; 64 * 1024 + 1]);
         assert_eq!(reply.status, 413, "{}", reply.text());
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([{"message": "Request body is too large"}])
         );
     });
@@ -297,7 +279,7 @@ fn a_get_with_a_body_is_answered_as_without_one() {
 /// database no statement has touched yet, it creates the schema and answers.
 #[test]
 fn a_read_is_answered_when_it_is_the_first_statement_a_database_sees() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let file = app.sqlite_path("tickets");
         let size = std::fs::metadata(&file).map_or(0, |metadata| metadata.len());
         assert_eq!(
@@ -319,7 +301,7 @@ fn a_read_is_answered_when_it_is_the_first_statement_a_database_sees() {
 
 #[test]
 fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_updated() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
@@ -341,7 +323,7 @@ fn the_owner_edits_a_ticket_which_raises_its_version_and_publishes_ticket_update
 
 #[test]
 fn edits_are_checked_in_api_md_order() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let other = app.signed_up("other");
         let ticket = created(&seller, "concert", json!(20));
@@ -358,11 +340,11 @@ fn edits_are_checked_in_api_md_order() {
         assert_eq!(reply.status, 404);
         let reply = other.put_json(&path, &body);
         assert_eq!(reply.status, 401);
-        assert_eq!(errors(&reply), json!([{"message": "Not authorized"}]));
+        assert_eq!(reply.errors(), json!([{"message": "Not authorized"}]));
         let reply = seller.put_json(&path, &body);
         assert_eq!(reply.status, 400);
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([
                 field_error("Title is required", "title"),
                 field_error("Price must be provided and must be greater than 0", "price")
@@ -370,7 +352,7 @@ fn edits_are_checked_in_api_md_order() {
         );
         let reply = seller.put_json(&path, &json!({"title": "x"}));
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([field_error(
                 "Price must be provided and must be greater than 0",
                 "price"
@@ -385,7 +367,7 @@ fn edits_are_checked_in_api_md_order() {
             let reply = client.put_json(&path, &json!({"title": "x", "price": 1}));
             assert_eq!(reply.status, 400);
             assert_eq!(
-                errors(&reply),
+                reply.errors(),
                 json!([{"message": "Cannot edit a reserved ticket"}])
             );
         }
@@ -394,7 +376,7 @@ fn edits_are_checked_in_api_md_order() {
 
 #[test]
 fn an_order_reserves_the_ticket_and_its_cancellation_releases_it() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let other = created(&seller, "opera", json!(30));
@@ -426,7 +408,7 @@ fn an_order_reserves_the_ticket_and_its_cancellation_releases_it() {
 
 #[test]
 fn order_events_are_applied_once_and_in_any_order() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let first = created(&seller, "first", json!(20));
         let second = created(&seller, "second", json!(20));
@@ -468,7 +450,7 @@ fn order_events_are_applied_once_and_in_any_order() {
 
 #[test]
 fn the_latest_order_holds_the_ticket_whatever_order_its_events_arrive_in() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let id = ticket["id"].as_str().unwrap();
@@ -530,7 +512,7 @@ fn the_latest_order_holds_the_ticket_whatever_order_its_events_arrive_in() {
 
 #[test]
 fn edits_racing_a_reservation_never_lose_a_version() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let ticket = created(&seller, "concert", json!(20));
         let id = ticket["id"].as_str().unwrap().to_owned();
@@ -584,7 +566,7 @@ fn edits_racing_a_reservation_never_lose_a_version() {
         // After the reservation, every edit was refused.
         let reply = seller.put_json(&path, &json!({"title": "late", "price": 21}));
         assert_eq!(
-            errors(&reply),
+            reply.errors(),
             json!([{"message": "Cannot edit a reserved ticket"}])
         );
     });
@@ -595,7 +577,7 @@ fn edits_racing_a_reservation_never_lose_a_version() {
 /// the bus's tick wakes no one and the only traffic is the reads.
 #[test]
 fn reads_send_no_command_to_redis() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");
         let buyer = app.signed_up("buyer");
         let ticket = seller.sell("Concert", 20.0);

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::{App, Browser, Redis, Runtime, StripeStub, eventually};
+use harness::{App, Browser, Runtime, StripeStub, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -27,15 +27,10 @@ fn spawn_with(
     window_seconds: u64,
     configure: impl FnOnce(harness::AppBuilder) -> harness::AppBuilder,
 ) -> App {
-    let app = App::builder(harness::workspace_root().join("spin.toml"))
-        .runtime(runtime)
-        .with_redis(Redis::start())
-        .variable("jwt_key", &harness::random_hex(32))
-        .variable("order_expiration_seconds", &window_seconds.to_string());
-    let app = configure(app).start();
-    for channel in ["ticket:created", "order:created", "payment:created"] {
-        app.redis().wait_for_subscribers(channel, 1);
-    }
+    let app = harness::spawn_app_with(runtime, |app| {
+        configure(app.variable("order_expiration_seconds", &window_seconds.to_string()))
+    });
+    app.wait_for_listeners(&["ticket:created", "order:created", "payment:created"]);
     app
 }
 
@@ -154,11 +149,7 @@ fn countdown_seconds(browser: &Browser) -> i64 {
 /// The whole journey, on the host and on real Spin where it is installed.
 #[test]
 fn a_seller_lists_a_ticket_and_a_buyer_buys_it_end_to_end() {
-    for runtime in Runtime::all() {
-        let app = spawn_with(runtime, 900, |app| app);
-        eprintln!("on {}", app.runtime.name());
-        journey(&app);
-    }
+    on_every_runtime(|runtime| spawn_with(runtime, 900, |app| app), journey);
 }
 
 fn journey(app: &App) {

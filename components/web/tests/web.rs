@@ -1,16 +1,8 @@
 //! The web component through the real host (and real Spin, where installed), serving
 //! the web app that `cargo xtask build` wrote to target/web/.
 
-use harness::{App, Method, Reply, Runtime};
+use harness::{App, Method, Reply, on_every_runtime, spawn_app_on};
 use serde_json::json;
-
-fn on_every_runtime(test: impl Fn(&App)) {
-    for runtime in Runtime::all() {
-        let app = harness::spawn_app_on(runtime);
-        eprintln!("on {}", app.runtime.name());
-        test(&app);
-    }
-}
 
 fn get_with(app: &App, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = app.request(Method::GET, path);
@@ -31,7 +23,7 @@ fn asset(index: &str, prefix: &str, suffix: &str) -> String {
 
 #[test]
 fn the_app_is_served_with_its_assets_and_its_routes() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let index = app.get("/");
         assert_eq!(index.status, 200);
         assert_eq!(
@@ -89,7 +81,7 @@ fn the_app_is_served_with_its_assets_and_its_routes() {
 
 #[test]
 fn api_routes_win_and_unknown_api_paths_are_api_errors() {
-    on_every_runtime(|app| {
+    on_every_runtime(spawn_app_on, |app| {
         let reply = app.get("/api/users/currentuser");
         assert_eq!(reply.json(), json!({"currentUser": null}));
         for reply in [

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use harness::{App, Redis, Runtime, eventually};
+use harness::{App, Redis, Runtime, eventually, on_every_runtime};
 use serde_json::{Value, json};
 
 const PROBE: &str = "crates/bus/probe/spin.toml";
@@ -42,14 +42,6 @@ fn wait_for_listeners(app: &App, count: i64) {
 
 fn spawn(runtime: Runtime) -> App {
     spawn_with(runtime, Redis::start(), 10)
-}
-
-/// Every test runs on the host, and on real Spin when it is installed.
-fn on_every_runtime(test: impl Fn(Runtime)) {
-    for runtime in Runtime::all() {
-        eprintln!("on {}", runtime.name());
-        test(runtime);
-    }
 }
 
 fn publish(app: &App, subject: &str, titles: &[&str]) {
@@ -163,8 +155,7 @@ fn xadd(redis: &Redis, stream: &str, e: &str) {
 
 #[test]
 fn a_published_event_is_one_stream_entry_and_a_doorbell_with_the_envelope() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         let mut subscriber = app.redis().connection();
         let mut pubsub = subscriber.as_pubsub();
         pubsub.subscribe("ticket:created").expect("SUBSCRIBE");
@@ -206,8 +197,7 @@ fn a_published_event_is_one_stream_entry_and_a_doorbell_with_the_envelope() {
 
 #[test]
 fn a_failed_transaction_publishes_nothing() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         let reply = app.post_json(
             "/publish",
             &json!({"subject": "ticket:created", "titles": ["lost-1", "lost-2"], "fail": true}),
@@ -293,8 +283,7 @@ fn events_redis_lost_after_acknowledging_them_are_relayed_again() {
 
 #[test]
 fn a_duplicate_delivery_is_applied_once() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         publish(&app, "ticket:created", &["once"]);
         wait_for_applied(&app, 1);
 
@@ -314,8 +303,7 @@ fn a_duplicate_delivery_is_applied_once() {
 
 #[test]
 fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         let published = Instant::now();
         publish(&app, "ticket:created", &["fail-2-then-fine"]);
         app.wait_for_log("the first failure", |line| {
@@ -352,51 +340,52 @@ fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
 
 #[test]
 fn a_poison_event_ends_in_events_dead() {
-    on_every_runtime(|runtime| {
-        let app = spawn_with(runtime, Redis::start(), 3);
-        publish(&app, "ticket:created", &["poison"]);
-        // Not an envelope at all: dead at once, without retries.
-        xadd(app.redis(), "events:ticket:created", "{not json");
-        publish(&app, "ticket:created", &["healthy"]);
+    on_every_runtime(
+        |runtime| spawn_with(runtime, Redis::start(), 3),
+        |app| {
+            publish(&app, "ticket:created", &["poison"]);
+            // Not an envelope at all: dead at once, without retries.
+            xadd(app.redis(), "events:ticket:created", "{not json");
+            publish(&app, "ticket:created", &["healthy"]);
 
-        let dead = eventually("two dead letters", WAIT, || {
-            app.post_json("/tick", &json!({}));
-            let dead = app.redis().stream("events:dead");
-            (dead.len() >= 2).then_some(dead)
-        });
-        let field = |fields: &[(String, String)], name: &str| -> String {
-            fields
-                .iter()
-                .find(|(field, _)| field == name)
-                .map(|(_, value)| value.clone())
-                .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
-        };
-        let (garbage, poison) = if field(&dead[0].1, "e") == "{not json" {
-            (&dead[0].1, &dead[1].1)
-        } else {
-            (&dead[1].1, &dead[0].1)
-        };
-        assert_eq!(field(garbage, "deliveries"), "1");
-        assert!(field(garbage, "error").contains("not an event envelope"));
-        let envelope: Value = serde_json::from_str(&field(poison, "e")).unwrap();
-        assert_eq!(envelope["data"]["title"], "poison");
-        assert_eq!(field(poison, "stream"), "events:ticket:created");
-        assert_eq!(field(poison, "group"), "probe");
-        assert_eq!(field(poison, "deliveries"), "3");
-        assert!(field(poison, "error").contains("this handler always fails"));
+            let dead = eventually("two dead letters", WAIT, || {
+                app.post_json("/tick", &json!({}));
+                let dead = app.redis().stream("events:dead");
+                (dead.len() >= 2).then_some(dead)
+            });
+            let field = |fields: &[(String, String)], name: &str| -> String {
+                fields
+                    .iter()
+                    .find(|(field, _)| field == name)
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
+            };
+            let (garbage, poison) = if field(&dead[0].1, "e") == "{not json" {
+                (&dead[0].1, &dead[1].1)
+            } else {
+                (&dead[1].1, &dead[0].1)
+            };
+            assert_eq!(field(garbage, "deliveries"), "1");
+            assert!(field(garbage, "error").contains("not an event envelope"));
+            let envelope: Value = serde_json::from_str(&field(poison, "e")).unwrap();
+            assert_eq!(envelope["data"]["title"], "poison");
+            assert_eq!(field(poison, "stream"), "events:ticket:created");
+            assert_eq!(field(poison, "group"), "probe");
+            assert_eq!(field(poison, "deliveries"), "3");
+            assert!(field(poison, "error").contains("this handler always fails"));
 
-        assert_eq!(applied(&app), ["healthy"]);
-        assert_eq!(pending_count(app.redis(), "events:ticket:created"), 0);
-        app.wait_for_log("the dead letter logged", |line| {
-            line.contains("moved to events:dead")
-        });
-    });
+            assert_eq!(applied(&app), ["healthy"]);
+            assert_eq!(pending_count(app.redis(), "events:ticket:created"), 0);
+            app.wait_for_log("the dead letter logged", |line| {
+                line.contains("moved to events:dead")
+            });
+        },
+    );
 }
 
 #[test]
 fn events_of_one_subject_are_applied_in_stream_order() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         // Twenty events in one transaction ring twenty doorbells at once, and four
         // clients publish at the same time: concurrent invocations, one order.
         let titles: Vec<String> = (0..20).map(|n| format!("batch-{n:02}")).collect();
@@ -424,8 +413,7 @@ fn events_of_one_subject_are_applied_in_stream_order() {
 
 #[test]
 fn two_replicas_of_one_consumer_apply_each_event_once() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         let replica = app.start_replica();
         wait_for_listeners(&app, 2);
         let applied_any = |instance: &App| {
@@ -475,8 +463,8 @@ fn two_replicas_of_one_consumer_apply_each_event_once() {
 
 #[test]
 fn a_new_consumer_group_replays_history() {
-    on_every_runtime(|runtime| {
-        // Events another service published before the probe ever ran.
+    // Events another service published before the probe ever ran.
+    let spawn = |runtime| {
         let redis = Redis::start();
         for (n, title) in ["first", "second", "third"].into_iter().enumerate() {
             xadd(
@@ -485,7 +473,9 @@ fn a_new_consumer_group_replays_history() {
                 &foreign_envelope(&format!("old-{n}"), title, 0),
             );
         }
-        let app = spawn_with(runtime, redis, 10);
+        spawn_with(runtime, redis, 10)
+    };
+    on_every_runtime(spawn, |app| {
         // No doorbell rings. What Kubernetes' probe of expiration's health route does
         // in the app (any write does it too): arm the bus's ticks. The first applies.
         assert_eq!(app.post_json("/arm-ticks", &json!({})).status, 200);
@@ -496,8 +486,7 @@ fn a_new_consumer_group_replays_history() {
 
 #[test]
 fn a_backlog_is_applied_when_no_doorbell_rings() {
-    on_every_runtime(|runtime| {
-        let app = spawn(runtime);
+    on_every_runtime(spawn, |app| {
         publish(&app, "ticket:created", &["rung"]);
         wait_for_applied(&app, 1);
         // On the stream without a doorbell (as if the listener was down when it rang).
@@ -655,9 +644,9 @@ fn a_listener_woken_while_its_stream_is_drained_returns_at_once() {
 
 #[test]
 fn a_drain_that_meets_a_locked_database_tries_again_soon() {
-    on_every_runtime(|runtime| {
-        // An ack wait far longer than the test: only the drain's own retries apply it.
-        let app = spawn_waiting(runtime, Redis::start(), 120_000, 10);
+    // An ack wait far longer than the test: only the drain's own retries apply it.
+    let spawn = |runtime| spawn_waiting(runtime, Redis::start(), 120_000, 10);
+    on_every_runtime(spawn, |app| {
         publish(&app, "ticket:created", &["before"]);
         wait_for_applied(&app, 1);
 

@@ -95,6 +95,7 @@ impl AppBuilder {
 
     /// Starts the app; `Err` when it exits or does not serve within the timeout.
     pub fn try_start(self) -> Result<App, StartError> {
+        crate::runtime::record(&self.runtime);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let runtime_config =
             write_runtime_config(&self.manifest, dir.path(), &self.runtime_config_extra);
@@ -299,6 +300,14 @@ impl App {
     /// The Redis this app was given.
     pub fn redis(&self) -> &Redis {
         self.redis.as_ref().expect("the app was started with_redis")
+    }
+
+    /// Waits until each of `channels` has a listener (an event published before would
+    /// wake nobody).
+    pub fn wait_for_listeners(&self, channels: &[&str]) {
+        for channel in channels {
+            self.redis().wait_for_subscribers(channel, 1);
+        }
     }
 
     pub fn redis_mut(&mut self) -> &mut Redis {

@@ -30,6 +30,11 @@ impl Reply {
             .unwrap_or_else(|err| panic!("the body is not JSON ({err}): {}", self.text()))
     }
 
+    /// The `errors` of the error body (`{"errors": [{"message", "field"?}]}`).
+    pub fn errors(&self) -> Value {
+        self.json()["errors"].clone()
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)

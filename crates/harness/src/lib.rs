@@ -56,19 +56,38 @@ pub fn workspace_root() -> PathBuf {
         })
 }
 
-/// The whole app of `spin.toml` on the project's host, with its own Redis and a
-/// random `jwt_key`.
+/// The `jwt_key` of the apps the harness spawns (tests that forge a session sign
+/// with it).
+pub const JWT_KEY: &str = "the jwt_key of these tests";
+
+/// The whole app of `spin.toml` on the project's host, with its own Redis and
+/// [`JWT_KEY`].
 pub fn spawn_app() -> App {
     spawn_app_on(Runtime::Host)
 }
 
-/// The whole app of `spin.toml` on `runtime`.
+/// The whole app of `spin.toml` on `runtime`, with its own Redis and [`JWT_KEY`].
 pub fn spawn_app_on(runtime: Runtime) -> App {
-    App::builder(workspace_root().join("spin.toml"))
+    spawn_app_with(runtime, |app| app)
+}
+
+/// The same with what `configure` adds (variables, say) to the builder.
+pub fn spawn_app_with(runtime: Runtime, configure: impl FnOnce(AppBuilder) -> AppBuilder) -> App {
+    let app = App::builder(workspace_root().join("spin.toml"))
         .runtime(runtime)
         .with_redis(Redis::start())
-        .variable("jwt_key", &random_hex(32))
-        .start()
+        .variable("jwt_key", JWT_KEY);
+    configure(app).start()
+}
+
+/// Runs `test` on every runtime ([`Runtime::all`]: the host, and real Spin where it is
+/// found), each time on a fresh app from `spawn`.
+pub fn on_every_runtime(spawn: impl Fn(Runtime) -> App, test: impl Fn(&App)) {
+    for runtime in Runtime::all() {
+        let app = spawn(runtime);
+        eprintln!("on {}", app.runtime.name());
+        test(&app);
+    }
 }
 
 /// Polls `check` until it gives a value, or panics after `timeout` saying `what`

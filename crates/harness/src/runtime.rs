@@ -1,9 +1,17 @@
 //! Which runtime runs the app under test: the project's host, or real Spin where it
-//! is installed (the same tests then prove both behave alike).
+//! is installed (the same tests then prove both behave alike), and the record of which
+//! tests ran the app on which runtime, for `cargo xtask test`'s summary.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
+
+/// The variable that names the Spin binary the tests run on.
+const SPIN_VARIABLE: &str = "TICKETING_SPIN";
+/// The file (set by `cargo xtask test`) each start of an app appends `<runtime>\t<test>`
+/// to: test binaries run one after another, and only a file sees them all.
+const TALLY_VARIABLE: &str = "TICKETING_RUNTIME_TALLY";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
@@ -14,37 +22,35 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    /// The host, plus real Spin when one is found: `TICKETING_SPIN` (a path), else
-    /// `spin` on PATH. Spin is never required; without it a note says what was skipped.
+    /// The host, plus real Spin when one is found (see [`Runtime::spin`]).
     pub fn all() -> Vec<Runtime> {
         let mut runtimes = vec![Runtime::Host];
         match Runtime::spin() {
             Some(spin) => runtimes.push(spin),
-            None => {
+            // Under `cargo xtask test` the run ends by saying it, once, with the counts.
+            None if std::env::var_os(TALLY_VARIABLE).is_none() => {
                 static NOTE: Once = Once::new();
                 NOTE.call_once(|| {
                     eprintln!(
-                        "note: real Spin (>= 3.6) not found (TICKETING_SPIN or `spin` on PATH): \
-                         these tests ran on the project's host only"
+                        "note: real Spin (>= 3.6) not found ({SPIN_VARIABLE} or `spin` on \
+                         PATH): these tests ran on the project's host only"
                     );
                 });
             }
+            None => {}
         }
         runtimes
     }
 
-    /// Real Spin, when one of version 3.6 or newer is found.
+    /// Real Spin, 3.6 or newer: the binary `TICKETING_SPIN` names, else `spin` on PATH
+    /// when it is one. Spin is optional, but a `TICKETING_SPIN` that names no usable
+    /// Spin is a mistake that would quietly test less: it panics with the reason.
     pub fn spin() -> Option<Runtime> {
-        let candidate = std::env::var_os("TICKETING_SPIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("spin"));
-        let output = Command::new(&candidate).arg("--version").output().ok()?;
-        // "spin 3.6.3 (88d51cf1 2026-04-09)"
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut version = text.split_whitespace().nth(1)?.split('.');
-        let major: u32 = version.next()?.parse().ok()?;
-        let minor: u32 = version.next()?.parse().ok()?;
-        ((major, minor) >= (3, 6)).then_some(Runtime::Spin(candidate))
+        static FOUND: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+        match FOUND.get_or_init(find_spin) {
+            Ok(spin) => spin.clone().map(Runtime::Spin),
+            Err(reason) => panic!("{reason}"),
+        }
     }
 
     pub fn is_spin(&self) -> bool {
@@ -57,6 +63,85 @@ impl Runtime {
             Runtime::Host => "host",
             Runtime::Spin(_) => "spin",
         }
+    }
+}
+
+fn find_spin() -> Result<Option<PathBuf>, String> {
+    match std::env::var_os(SPIN_VARIABLE).filter(|value| !value.is_empty()) {
+        Some(named) => {
+            let spin = PathBuf::from(named);
+            spin_version(&spin)
+                .map(|_| Some(spin.clone()))
+                .map_err(|why| format!("{SPIN_VARIABLE}={}: {why}", spin.display()))
+        }
+        None => Ok(spin_version(Path::new("spin"))
+            .ok()
+            .map(|_| PathBuf::from("spin"))),
+    }
+}
+
+/// The version `spin --version` reports, when it is 3.6 or newer; else why not.
+fn spin_version(spin: &Path) -> Result<String, String> {
+    let output = Command::new(spin)
+        .arg("--version")
+        .output()
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => format!("no such file ({err})"),
+            std::io::ErrorKind::PermissionDenied => format!("not executable ({err})"),
+            _ => format!("cannot be run ({err})"),
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "`--version` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    // "spin 3.6.3 (88d51cf1 2026-04-09)"
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let number = text
+        .strip_prefix("spin ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| format!("`--version` printed {text:?}, not `spin <version>`"))?;
+    let mut parts = number.split('.').map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= (3, 6) => Ok(text),
+        (Some(_), Some(_)) => Err(format!("it is {text}; the tests need Spin 3.6 or newer")),
+        _ => Err(format!(
+            "`--version` printed {text:?}, not `spin <version>`"
+        )),
+    }
+}
+
+/// Notes that the running test started an app on `runtime`, in the file
+/// `TICKETING_RUNTIME_TALLY` names (nothing when it is unset: a plain `cargo test`).
+pub(crate) fn record(runtime: &Runtime) {
+    let Some(tally) = std::env::var_os(TALLY_VARIABLE) else {
+        return;
+    };
+    // libtest runs each test on a thread named after it; the binary tells two test
+    // files' tests of the same name apart.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("unnamed");
+    // One short write in append mode: lines of tests running side by side stay whole.
+    let line = format!("{}\t{binary}::{test}\n", runtime.name());
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&tally)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(err) = written {
+        panic!(
+            "cannot record the runtime in {}: {err}",
+            Path::new(&tally).display()
+        );
     }
 }
 

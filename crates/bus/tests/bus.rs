@@ -161,7 +161,7 @@ fn a_published_event_is_one_stream_entry_and_a_doorbell_with_the_envelope() {
         pubsub.subscribe("ticket:created").expect("SUBSCRIBE");
         pubsub.set_read_timeout(Some(WAIT)).expect("a read timeout");
 
-        publish(&app, "ticket:created", &["concert"]);
+        publish(app, "ticket:created", &["concert"]);
 
         let doorbell: String = pubsub
             .get_message()
@@ -187,7 +187,7 @@ fn a_published_event_is_one_stream_entry_and_a_doorbell_with_the_envelope() {
             "{occurred_at}"
         );
 
-        wait_for_applied(&app, 1);
+        wait_for_applied(app, 1);
         let applied = app.get("/applied").json();
         assert_eq!(applied[0]["eventId"], *id);
         assert_eq!(applied[0]["source"], "probe");
@@ -205,8 +205,8 @@ fn a_failed_transaction_publishes_nothing() {
         assert_eq!(reply.status, 500, "{}", reply.text());
         assert_eq!(app.get("/outbox").json()["unrelayed"], 0);
 
-        publish(&app, "ticket:created", &["kept"]);
-        assert_eq!(wait_for_applied(&app, 1), ["kept"]);
+        publish(app, "ticket:created", &["kept"]);
+        assert_eq!(wait_for_applied(app, 1), ["kept"]);
         assert_eq!(
             titles_on_stream(app.redis(), "events:ticket:created"),
             ["kept"]
@@ -284,19 +284,19 @@ fn events_redis_lost_after_acknowledging_them_are_relayed_again() {
 #[test]
 fn a_duplicate_delivery_is_applied_once() {
     on_every_runtime(spawn, |app| {
-        publish(&app, "ticket:created", &["once"]);
-        wait_for_applied(&app, 1);
+        publish(app, "ticket:created", &["once"]);
+        wait_for_applied(app, 1);
 
         // The same event again, as an at-least-once relay may add it.
         let (_, _, envelope) = stream_entries(app.redis(), "events:ticket:created").remove(0);
         xadd(app.redis(), "events:ticket:created", &envelope.to_string());
-        publish(&app, "ticket:created", &["after"]);
+        publish(app, "ticket:created", &["after"]);
 
-        assert_eq!(wait_for_applied(&app, 2), ["once", "after"]);
+        assert_eq!(wait_for_applied(app, 2), ["once", "after"]);
         app.wait_for_log("the duplicate skipped", |line| {
             line.contains("a duplicate, skipped")
         });
-        assert_eq!(applied(&app), ["once", "after"]);
+        assert_eq!(applied(app), ["once", "after"]);
         assert_eq!(pending_count(app.redis(), "events:ticket:created"), 0);
     });
 }
@@ -305,11 +305,11 @@ fn a_duplicate_delivery_is_applied_once() {
 fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
     on_every_runtime(spawn, |app| {
         let published = Instant::now();
-        publish(&app, "ticket:created", &["fail-2-then-fine"]);
+        publish(app, "ticket:created", &["fail-2-then-fine"]);
         app.wait_for_log("the first failure", |line| {
             line.contains("failed on delivery 1 of 10")
         });
-        assert!(applied(&app).is_empty());
+        assert!(applied(app).is_empty());
 
         // Every drain before the ack wait leaves it alone; after it, it is retried.
         let titles = eventually(
@@ -318,7 +318,7 @@ fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
             || {
                 let reply = app.post_json("/tick", &json!({}));
                 assert_eq!(reply.status, 200, "{}", reply.text());
-                let titles = applied(&app);
+                let titles = applied(app);
                 (!titles.is_empty()).then_some(titles)
             },
         );
@@ -340,47 +340,45 @@ fn a_failing_handlers_event_is_redelivered_after_the_ack_wait() {
 
 #[test]
 fn a_poison_event_ends_in_events_dead() {
-    on_every_runtime(
-        |runtime| spawn_with(runtime, Redis::start(), 3),
-        |app| {
-            publish(&app, "ticket:created", &["poison"]);
-            // Not an envelope at all: dead at once, without retries.
-            xadd(app.redis(), "events:ticket:created", "{not json");
-            publish(&app, "ticket:created", &["healthy"]);
+    let spawn = |runtime| spawn_with(runtime, Redis::start(), 3);
+    on_every_runtime(spawn, |app| {
+        publish(app, "ticket:created", &["poison"]);
+        // Not an envelope at all: dead at once, without retries.
+        xadd(app.redis(), "events:ticket:created", "{not json");
+        publish(app, "ticket:created", &["healthy"]);
 
-            let dead = eventually("two dead letters", WAIT, || {
-                app.post_json("/tick", &json!({}));
-                let dead = app.redis().stream("events:dead");
-                (dead.len() >= 2).then_some(dead)
-            });
-            let field = |fields: &[(String, String)], name: &str| -> String {
-                fields
-                    .iter()
-                    .find(|(field, _)| field == name)
-                    .map(|(_, value)| value.clone())
-                    .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
-            };
-            let (garbage, poison) = if field(&dead[0].1, "e") == "{not json" {
-                (&dead[0].1, &dead[1].1)
-            } else {
-                (&dead[1].1, &dead[0].1)
-            };
-            assert_eq!(field(garbage, "deliveries"), "1");
-            assert!(field(garbage, "error").contains("not an event envelope"));
-            let envelope: Value = serde_json::from_str(&field(poison, "e")).unwrap();
-            assert_eq!(envelope["data"]["title"], "poison");
-            assert_eq!(field(poison, "stream"), "events:ticket:created");
-            assert_eq!(field(poison, "group"), "probe");
-            assert_eq!(field(poison, "deliveries"), "3");
-            assert!(field(poison, "error").contains("this handler always fails"));
+        let dead = eventually("two dead letters", WAIT, || {
+            app.post_json("/tick", &json!({}));
+            let dead = app.redis().stream("events:dead");
+            (dead.len() >= 2).then_some(dead)
+        });
+        let field = |fields: &[(String, String)], name: &str| -> String {
+            fields
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
+        };
+        let (garbage, poison) = if field(&dead[0].1, "e") == "{not json" {
+            (&dead[0].1, &dead[1].1)
+        } else {
+            (&dead[1].1, &dead[0].1)
+        };
+        assert_eq!(field(garbage, "deliveries"), "1");
+        assert!(field(garbage, "error").contains("not an event envelope"));
+        let envelope: Value = serde_json::from_str(&field(poison, "e")).unwrap();
+        assert_eq!(envelope["data"]["title"], "poison");
+        assert_eq!(field(poison, "stream"), "events:ticket:created");
+        assert_eq!(field(poison, "group"), "probe");
+        assert_eq!(field(poison, "deliveries"), "3");
+        assert!(field(poison, "error").contains("this handler always fails"));
 
-            assert_eq!(applied(&app), ["healthy"]);
-            assert_eq!(pending_count(app.redis(), "events:ticket:created"), 0);
-            app.wait_for_log("the dead letter logged", |line| {
-                line.contains("moved to events:dead")
-            });
-        },
-    );
+        assert_eq!(applied(app), ["healthy"]);
+        assert_eq!(pending_count(app.redis(), "events:ticket:created"), 0);
+        app.wait_for_log("the dead letter logged", |line| {
+            line.contains("moved to events:dead")
+        });
+    });
 }
 
 #[test]
@@ -390,10 +388,9 @@ fn events_of_one_subject_are_applied_in_stream_order() {
         // clients publish at the same time: concurrent invocations, one order.
         let titles: Vec<String> = (0..20).map(|n| format!("batch-{n:02}")).collect();
         let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
-        publish(&app, "ticket:updated", &titles);
+        publish(app, "ticket:updated", &titles);
         std::thread::scope(|scope| {
             for client in 0..4 {
-                let app = &app;
                 scope.spawn(move || {
                     for n in 0..10 {
                         let title = format!("client-{client}-{n}");
@@ -402,7 +399,7 @@ fn events_of_one_subject_are_applied_in_stream_order() {
                 });
             }
         });
-        let applied = wait_for_applied(&app, 60);
+        let applied = wait_for_applied(app, 60);
         assert_eq!(
             applied,
             titles_on_stream(app.redis(), "events:ticket:updated")
@@ -415,7 +412,7 @@ fn events_of_one_subject_are_applied_in_stream_order() {
 fn two_replicas_of_one_consumer_apply_each_event_once() {
     on_every_runtime(spawn, |app| {
         let replica = app.start_replica();
-        wait_for_listeners(&app, 2);
+        wait_for_listeners(app, 2);
         let applied_any = |instance: &App| {
             instance
                 .logs()
@@ -428,7 +425,7 @@ fn two_replicas_of_one_consumer_apply_each_event_once() {
         let mut published = 0;
         for round in 0..10 {
             std::thread::scope(|scope| {
-                for (index, instance) in [&app, &replica].into_iter().enumerate() {
+                for (index, instance) in [app, &replica].into_iter().enumerate() {
                     scope.spawn(move || {
                         for n in 0..25 {
                             let title = format!("round-{round}-replica-{index}-{n}");
@@ -438,12 +435,12 @@ fn two_replicas_of_one_consumer_apply_each_event_once() {
                 }
             });
             published += 50;
-            wait_for_applied(&app, published);
-            if applied_any(&app) && applied_any(&replica) {
+            wait_for_applied(app, published);
+            if applied_any(app) && applied_any(&replica) {
                 break;
             }
         }
-        let applied = wait_for_applied(&app, published);
+        let applied = wait_for_applied(app, published);
         let distinct: BTreeSet<&String> = applied.iter().collect();
         assert_eq!(applied.len(), published, "each event once: {applied:?}");
         assert_eq!(distinct.len(), published, "each event once: {applied:?}");
@@ -451,7 +448,7 @@ fn two_replicas_of_one_consumer_apply_each_event_once() {
             applied,
             titles_on_stream(app.redis(), "events:ticket:created")
         );
-        for (name, instance) in [("first", &app), ("second", &replica)] {
+        for (name, instance) in [("first", app), ("second", &replica)] {
             assert!(
                 applied_any(instance),
                 "the {name} replica applied nothing in {published} events"
@@ -479,7 +476,7 @@ fn a_new_consumer_group_replays_history() {
         // No doorbell rings. What Kubernetes' probe of expiration's health route does
         // in the app (any write does it too): arm the bus's ticks. The first applies.
         assert_eq!(app.post_json("/arm-ticks", &json!({})).status, 200);
-        assert_eq!(wait_for_applied(&app, 3), ["first", "second", "third"]);
+        assert_eq!(wait_for_applied(app, 3), ["first", "second", "third"]);
         assert_eq!(app.get("/applied").json()[0]["source"], "tickets");
     });
 }
@@ -487,8 +484,8 @@ fn a_new_consumer_group_replays_history() {
 #[test]
 fn a_backlog_is_applied_when_no_doorbell_rings() {
     on_every_runtime(spawn, |app| {
-        publish(&app, "ticket:created", &["rung"]);
-        wait_for_applied(&app, 1);
+        publish(app, "ticket:created", &["rung"]);
+        wait_for_applied(app, 1);
         // On the stream without a doorbell (as if the listener was down when it rang).
         xadd(
             app.redis(),
@@ -498,7 +495,7 @@ fn a_backlog_is_applied_when_no_doorbell_rings() {
         let added = Instant::now();
         // No request does bus work: the tick applies it.
         let titles = eventually("the backlog applied by a tick", TICK_PROMISE, || {
-            let titles = applied(&app);
+            let titles = applied(app);
             (titles.len() == 2).then_some(titles)
         });
         assert!(added.elapsed() <= TICK_PROMISE, "{:?}", added.elapsed());
@@ -647,8 +644,8 @@ fn a_drain_that_meets_a_locked_database_tries_again_soon() {
     // An ack wait far longer than the test: only the drain's own retries apply it.
     let spawn = |runtime| spawn_waiting(runtime, Redis::start(), 120_000, 10);
     on_every_runtime(spawn, |app| {
-        publish(&app, "ticket:created", &["before"]);
-        wait_for_applied(&app, 1);
+        publish(app, "ticket:created", &["before"]);
+        wait_for_applied(app, 1);
 
         // Another process holds the database's write lock for 7 s, longer than a
         // writer waits (5 s): the first try of the drain fails on it.
@@ -668,7 +665,7 @@ fn a_drain_that_meets_a_locked_database_tries_again_soon() {
             &serde_json::from_str(&foreign_envelope("locked", "during-lock", 0)).unwrap(),
         );
         let titles = eventually("the event applied after the lock", WAIT, || {
-            let titles = applied(&app);
+            let titles = applied(app);
             (titles.len() == 2).then_some(titles)
         });
         holder.join().expect("the lock holder");

@@ -2,7 +2,8 @@
 
 use bus::OrderStatus;
 use common::session::CurrentUser;
-use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use common::{ApiError, Validator, json_response, respond, session};
+use contract::http::{self, NewOrder, Sent};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::db::{self, BUS};
@@ -16,11 +17,12 @@ pub fn create(req: Request, _params: Params) -> Response {
 
 fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
-    let body = JsonBody::parse(req)?;
+    let body: NewOrder<Sent> = common::json_body(req)?;
     let mut rules = Validator::new();
     let ticket_id = rules.field(
         "ticketId",
-        body.str("ticketId")
+        body.ticket_id
+            .str()
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .ok_or("TicketId must be provided"),
@@ -33,8 +35,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
             .ok()
             .as_deref(),
     );
-    let expires_ms =
-        bus::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
+    let expires_ms = bus::now_ms().saturating_add(i64::try_from(window * 1000).unwrap_or(i64::MAX));
     let conn = db::open()?;
     let order = BUS.transaction(&conn, |tx| {
         let ticket = db::find_ticket(tx, ticket_id)?.ok_or(ApiError::NotFound)?;
@@ -54,7 +55,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
         tx.publish(order.created_event())?;
         Ok(order)
     })?;
-    Ok(json_response(201, &order))
+    Ok(json_response(201, &shown(order)))
 }
 
 /// `GET /api/orders`: the caller's orders, oldest first.
@@ -65,6 +66,7 @@ pub fn list(req: Request, _params: Params) -> Response {
 fn try_list(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let orders = BUS.read(|conn| db::orders_of(conn, &user.id))?;
+    let orders: Vec<http::Order> = orders.into_iter().map(shown).collect();
     Ok(json_response(200, &orders))
 }
 
@@ -76,7 +78,7 @@ pub fn show(req: Request, params: Params) -> Response {
 fn try_show(req: &Request, params: &Params) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let order = BUS.read(|conn| own_order(conn, params, &user))?;
-    Ok(json_response(200, &order))
+    Ok(json_response(200, &shown(order)))
 }
 
 /// `DELETE /api/orders/:id`: 204, the order cancelled (once); publishes
@@ -119,6 +121,23 @@ fn own_order(
         return Err(ApiError::NotAuthorized);
     }
     Ok(order)
+}
+
+/// The order as the API shows it.
+fn shown(order: Order) -> http::Order {
+    http::Order {
+        id: order.id,
+        user_id: order.user_id,
+        status: order.status,
+        expires_at: order.expires_at,
+        version: order.version,
+        ticket: http::OrderTicket {
+            id: order.ticket.id,
+            title: order.ticket.title,
+            price: order.ticket.price,
+            version: order.ticket.version,
+        },
+    }
 }
 
 /// Any other path or method under `/api/orders`.

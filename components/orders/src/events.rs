@@ -5,7 +5,6 @@ use bus::{
     ExpirationComplete, OrderStatus, PaymentCreated, Received, TicketCreated, TicketUpdated, Tx,
 };
 use common::ApiError;
-use common::price::Price;
 
 use crate::db;
 use crate::domain::TicketCopy;
@@ -18,7 +17,7 @@ pub fn on_ticket_created(tx: &Tx, event: Received<TicketCreated>) -> Result<(), 
         &TicketCopy {
             id: ticket.id.clone(),
             title: ticket.title.clone(),
-            price: price(ticket.price)?,
+            price: ticket.price,
             version: ticket.version,
         },
     )?;
@@ -33,7 +32,7 @@ pub fn on_ticket_updated(tx: &Tx, event: Received<TicketUpdated>) -> Result<(), 
     let copy = TicketCopy {
         id: ticket.id.clone(),
         title: ticket.title.clone(),
-        price: price(ticket.price)?,
+        price: ticket.price,
         version: ticket.version,
     };
     if db::update_ticket(tx, &copy)? {
@@ -73,9 +72,4 @@ pub fn on_payment_created(tx: &Tx, event: Received<PaymentCreated>) -> Result<()
     order.status = OrderStatus::Complete;
     order.version += 1;
     db::update_order(tx, &order)
-}
-
-fn price(dollars: f64) -> Result<Price, ApiError> {
-    Price::from_dollars(dollars)
-        .ok_or_else(|| anyhow::anyhow!("{dollars} is not a price in whole cents").into())
 }

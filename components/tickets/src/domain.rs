@@ -1,9 +1,8 @@
-//! Tickets' rules: titles, and the ticket as the API shows it (prices are
-//! `common::price`).
+//! Tickets' rules: titles, and the ticket (prices are `contract::price`; the API's
+//! ticket body is `contract::http::Ticket`).
 
 use bus::{TicketCreated, TicketUpdated};
 pub use common::price::Price;
-use serde::Serialize;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -29,16 +28,14 @@ impl Title {
     }
 }
 
-/// A ticket as the API shows it: `{id, title, price, userId, version, orderId?}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A ticket; `orderId` is set while an order reserves it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     pub id: String,
     pub title: String,
     pub price: Price,
     pub user_id: String,
     pub version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
 }
 
@@ -52,7 +49,7 @@ impl Ticket {
             id: self.id.clone(),
             version: self.version,
             title: self.title.clone(),
-            price: self.price.dollars(),
+            price: self.price,
             user_id: self.user_id.clone(),
         }
     }
@@ -62,7 +59,7 @@ impl Ticket {
             id: self.id.clone(),
             version: self.version,
             title: self.title.clone(),
-            price: self.price.dollars(),
+            price: self.price,
             user_id: self.user_id.clone(),
             order_id: self.order_id.clone(),
         }
@@ -71,8 +68,6 @@ impl Ticket {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -92,21 +87,16 @@ mod tests {
     }
 
     #[test]
-    fn a_ticket_omits_order_id_until_reserved() {
-        let mut ticket = Ticket {
+    fn events_carry_the_ticket_s_exact_price() {
+        let ticket = Ticket {
             id: "t1".into(),
             title: "concert".into(),
             price: Price::from_cents(2050).unwrap(),
             user_id: "u1".into(),
             version: 0,
-            order_id: None,
+            order_id: Some("o1".into()),
         };
-        assert_eq!(
-            serde_json::to_value(&ticket).unwrap(),
-            json!({"id": "t1", "title": "concert", "price": 20.5, "userId": "u1", "version": 0})
-        );
-        ticket.order_id = Some("o1".into());
-        assert_eq!(serde_json::to_value(&ticket).unwrap()["orderId"], "o1");
-        assert_eq!(ticket.updated_event().price, 20.5);
+        assert_eq!(ticket.updated_event().price, ticket.price);
+        assert_eq!(ticket.created_event().price, ticket.price);
     }
 }

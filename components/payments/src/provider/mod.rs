@@ -49,8 +49,13 @@ impl std::fmt::Display for Failure {
 }
 
 pub trait Provider {
+    /// Which provider this is, as `GET /api/payments/config` names it.
+    fn which(&self) -> contract::http::Provider;
+
     /// For logs: `stripe` or `sandbox`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.which().as_str()
+    }
 
     /// Charges the card; the provider's id of the charge (`ch_…`).
     fn charge(&self, charge: &Charge) -> Result<String, Failure>;
@@ -147,9 +152,8 @@ pub fn not_configured() -> ApiError {
 
 /// Logs why payments are not configured, unless that was logged in the last hour.
 fn warn(reason: NotConfigured) {
-    let due = db::open().and_then(|conn| {
-        db::warning_due(&conn, reason.warning(), bus::now_ms(), WARN_EVERY_MS)
-    });
+    let due = db::open()
+        .and_then(|conn| db::warning_due(&conn, reason.warning(), bus::now_ms(), WARN_EVERY_MS));
     // Without the database, saying it too often beats not saying it.
     if due.unwrap_or(true) {
         common::log!(

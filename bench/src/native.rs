@@ -3,7 +3,8 @@
 //!
 //! It does what the components do for these routes, minus WebAssembly: the same SQL
 //! (copied from each service's `db.rs`; the list excepted, see `tickets_for_sale`), the
-//! same JSON types (`common::price::Price`, `common::session`, the bus's `Envelope`),
+//! same bodies and JSON types (the `contract` crate's, `common`'s request parsing and
+//! `common::session`, the bus's `Envelope`),
 //! the same argon2 parameters, and for an order the same outbox row, relayed after the
 //! commit with `XADD` and `PUBLISH` to a Redis of its own. What a native server would
 //! do differently, it does: one SQLite connection per thread kept open (a component
@@ -16,18 +17,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bus::{Envelope, Event, OrderCreated, OrderStatus, OrderedTicket};
+use bus::{Envelope, Event, OrderCreated, OrderedTicket};
 use bytes::Bytes;
 use common::clock::{Time, now_ms};
-use common::price::Price;
 use common::session::{self, CurrentUser};
-use common::{ApiError, ErrorBody};
+use common::{ApiError, Validator};
+use contract::http::{
+    Credentials, CurrentUserAnswer, NewOrder, Order, OrderTicket, Sent, Ticket, User,
+};
+use contract::{OrderStatus, Price};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper::body::Incoming;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// The payment window orders uses when `order_expiration_seconds` is not set.
 const EXPIRATION: Duration = Duration::from_secs(900);
@@ -79,13 +82,26 @@ async fn handle(settings: &Settings, request: hyper::Request<Incoming>) -> Answe
         .and_then(|value| value.to_str().ok())
         .and_then(session::cookie_value)
         .map(str::to_owned);
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
     let path = parts.uri.path();
     let result = with_handles(settings, |handles| {
         match (&parts.method, path.trim_end_matches('/')) {
             (&Method::GET, "/api/tickets") => tickets_for_sale(handles),
             (&Method::GET, "/api/users/currentuser") => current_user(settings, cookie),
-            (&Method::POST, "/api/users/signin") => sign_in(settings, handles, &body),
-            (&Method::POST, "/api/orders") => create_order(settings, handles, cookie, &body),
+            (&Method::POST, "/api/users/signin") => sign_in(
+                settings,
+                handles,
+                common::json_body_from(content_type, &body)?,
+            ),
+            (&Method::POST, "/api/orders") => create_order(
+                settings,
+                handles,
+                cookie,
+                common::json_body_from(content_type, &body)?,
+            ),
             (&Method::GET, path) => match path.strip_prefix("/api/tickets/") {
                 Some(id) => show_ticket(handles, id),
                 None => Err(ApiError::NotFound),
@@ -137,25 +153,11 @@ fn error(err: &ApiError) -> Answer {
     if let ApiError::Internal(detail) = err {
         eprintln!("internal error: {detail:#}");
     }
-    let body: ErrorBody = err.body();
-    json_answer(err.status(), &body)
+    json_answer(err.status(), &err.body())
 }
 
 fn internal(err: impl Into<anyhow::Error>) -> ApiError {
     ApiError::Internal(err.into())
-}
-
-/// A ticket as tickets' API shows it (components/tickets/src/domain.rs).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Ticket {
-    id: String,
-    title: String,
-    price: Price,
-    user_id: String,
-    version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    order_id: Option<String>,
 }
 
 const TICKET_COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
@@ -208,17 +210,17 @@ fn signed_in(settings: &Settings, cookie: Option<String>) -> Option<CurrentUser>
 
 fn current_user(settings: &Settings, cookie: Option<String>) -> Result<Answer, ApiError> {
     let user = signed_in(settings, cookie);
-    Ok(json_answer(200, &json!({ "currentUser": user })))
+    Ok(json_answer(200, &CurrentUserAnswer { current_user: user }))
 }
 
-fn sign_in(settings: &Settings, handles: &mut Handles, body: &[u8]) -> Result<Answer, ApiError> {
+fn sign_in(
+    settings: &Settings,
+    handles: &mut Handles,
+    body: Credentials<Sent>,
+) -> Result<Answer, ApiError> {
     let invalid = || ApiError::BadRequest("Invalid credentials".into());
-    let body: Value = serde_json::from_slice(body).map_err(|_| invalid())?;
-    let email = body["email"].as_str().map(str::trim).ok_or_else(invalid)?;
-    let password = body["password"]
-        .as_str()
-        .map(str::trim)
-        .ok_or_else(invalid)?;
+    let email = body.email.str().map(str::trim).ok_or_else(invalid)?;
+    let password = body.password.str().map(str::trim).ok_or_else(invalid)?;
     let user: Option<(String, String, String)> = handles
         .auth
         .prepare_cached("SELECT id, email, password_hash FROM users WHERE email_key = ?")
@@ -236,7 +238,7 @@ fn sign_in(settings: &Settings, handles: &mut Handles, body: &[u8]) -> Result<An
     }
     let token = session::issue(&id, &email, &settings.jwt_key, common::clock::now())
         .map_err(ApiError::Internal)?;
-    let mut answer = json_answer(200, &json!({ "id": id, "email": email }));
+    let mut answer = json_answer(200, &User { id, email });
     answer.headers_mut().insert(
         hyper::header::SET_COOKIE,
         session::set_cookie(&token, false)
@@ -256,26 +258,6 @@ fn password_matches(password: &str, stored: &str) -> bool {
         .is_ok_and(|parsed| hasher.verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
-/// An order as orders' API shows it (components/orders/src/domain.rs).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Order {
-    id: String,
-    user_id: String,
-    status: OrderStatus,
-    expires_at: String,
-    version: u32,
-    ticket: TicketCopy,
-}
-
-#[derive(Serialize)]
-struct TicketCopy {
-    id: String,
-    title: String,
-    price: Price,
-    version: u32,
-}
-
 /// orders' `POST /api/orders`: in one `BEGIN IMMEDIATE` transaction, the ticket from
 /// the replica, the order (the partial unique index decides the reservation) and the
 /// `order:created` outbox row; after the commit, the relay.
@@ -283,13 +265,14 @@ fn create_order(
     settings: &Settings,
     handles: &mut Handles,
     cookie: Option<String>,
-    body: &[u8],
+    body: NewOrder<Sent>,
 ) -> Result<Answer, ApiError> {
     let user = signed_in(settings, cookie).ok_or(ApiError::NotAuthorized)?;
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::BadRequest("Body must be a JSON object".into()))?;
-    let ticket_id = common::required(body["ticketId"].as_str(), "TicketId must be provided")
-        .map_err(|message| ApiError::BadRequest(message.into()))?;
+    let mut rules = Validator::new();
+    let ticket_id = rules.required("ticketId", body.ticket_id.str(), "TicketId must be provided");
+    let Some(ticket_id) = ticket_id else {
+        return Err(rules.into_error());
+    };
     let expires_ms = now_ms() + i64::try_from(EXPIRATION.as_millis()).unwrap_or(0);
 
     let tx = handles
@@ -301,7 +284,7 @@ fn create_order(
         .and_then(|mut statement| {
             statement
                 .query_row([ticket_id], |row| {
-                    Ok(TicketCopy {
+                    Ok(OrderTicket {
                         id: row.get(0)?,
                         title: row.get(1)?,
                         price: Price::from_cents(row.get(2)?)
@@ -333,7 +316,7 @@ fn create_order(
                     params![
                         order.id,
                         order.user_id,
-                        "created",
+                        order.status.as_str(),
                         order.expires_at,
                         order.version,
                         order.ticket.id
@@ -358,7 +341,7 @@ fn create_order(
             expires_at: order.expires_at.clone(),
             ticket: OrderedTicket {
                 id: order.ticket.id.clone(),
-                price: order.ticket.price.dollars(),
+                price: order.ticket.price,
             },
         }),
     };

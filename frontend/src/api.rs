@@ -1,78 +1,24 @@
-//! The same-origin API (docs/API.md): its JSON shapes, and one function per call. The
-//! session cookie travels by itself (same origin); every answer that is not a success
-//! becomes an `ApiError`, whatever its body, so no page can panic on one.
+//! The same-origin API (docs/API.md): one function per call, with the bodies of the
+//! `contract` crate (the services' own). The session cookie travels by itself (same
+//! origin); every answer that is not a success becomes an `ApiError`, whatever its
+//! body, so no page can panic on one.
 
+use contract::http::{
+    Credentials, CurrentUserAnswer, ErrorBody, NewOrder, NewPayment, Payment, SignedOut, TicketForm,
+};
 use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct User {
-    pub id: String,
-    pub email: String,
-}
+pub use contract::http::{ErrorEntry, Order, PaymentsConfig, Provider, Ticket, User};
+pub use contract::{OrderStatus, Price};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Ticket {
-    pub id: String,
-    pub title: String,
-    pub price: f64,
-    #[serde(rename = "userId")]
-    pub user_id: String,
-    pub version: u32,
-    #[serde(rename = "orderId", default)]
-    pub order_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct OrderedTicket {
-    pub id: String,
-    pub title: String,
-    pub price: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Order {
-    pub id: String,
-    pub status: String,
-    #[serde(rename = "expiresAt")]
-    pub expires_at: String,
-    pub ticket: OrderedTicket,
-}
-
-impl Order {
-    /// Still waiting for its payment (or its deadline).
-    pub fn is_open(&self) -> bool {
-        matches!(self.status.as_str(), "created" | "awaiting:payment")
+/// Still waiting for its payment (or its deadline).
+pub fn is_open(order: &Order) -> bool {
+    match order.status {
+        OrderStatus::Created | OrderStatus::AwaitingPayment => true,
+        OrderStatus::Cancelled | OrderStatus::Complete => false,
     }
-}
-
-/// Which provider payments charge through: `stripe`, `sandbox`, or `none` (payments are
-/// not configured and refuse every payment).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PaymentsConfig {
-    pub provider: String,
-    #[serde(rename = "publishableKey", default)]
-    pub publishable_key: Option<String>,
-}
-
-impl PaymentsConfig {
-    /// The offline sandbox: Stripe's test tokens, and no money moves.
-    pub fn is_sandbox(&self) -> bool {
-        self.provider == "sandbox"
-    }
-
-    pub fn is_stripe(&self) -> bool {
-        self.provider == "stripe"
-    }
-}
-
-/// One failed rule, as the API reports it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ErrorEntry {
-    pub message: String,
-    #[serde(default)]
-    pub field: Option<String>,
 }
 
 /// Why a call did not succeed: the API's errors, or a stand-in when there was no
@@ -145,11 +91,7 @@ fn answer<T: DeserializeOwned>(status: u16, text: &str) -> ApiResult<T> {
         return serde_json::from_str(text)
             .map_err(|_| ApiError::general(status, "The server's answer could not be read."));
     }
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    match serde_json::from_str::<Errors>(text) {
+    match serde_json::from_str::<ErrorBody>(text) {
         Ok(body) if !body.errors.is_empty() => Err(ApiError {
             status,
             errors: body.errors,
@@ -165,25 +107,12 @@ fn json(builder: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_
     builder.json(body)
 }
 
-/// Unit answers (`{}`, 204) read as this.
-#[derive(Debug, Deserialize)]
-pub struct Nothing {}
-
-#[derive(Deserialize)]
-struct CurrentUserAnswer {
-    #[serde(rename = "currentUser")]
-    current_user: Option<User>,
-}
-
 pub async fn current_user() -> ApiResult<Option<User>> {
     let answer: CurrentUserAnswer = send(Request::get("/api/users/currentuser").build()).await?;
-    Ok(answer.current_user)
-}
-
-#[derive(Serialize)]
-struct Credentials<'a> {
-    email: &'a str,
-    password: &'a str,
+    Ok(answer.current_user.map(|user| User {
+        id: user.id,
+        email: user.email,
+    }))
 }
 
 pub async fn sign_up(email: &str, password: &str) -> ApiResult<User> {
@@ -203,7 +132,7 @@ pub async fn sign_in(email: &str, password: &str) -> ApiResult<User> {
 }
 
 pub async fn sign_out() -> ApiResult<()> {
-    let _: Option<Nothing> = send(Request::post("/api/users/signout").build()).await?;
+    let _: Option<SignedOut> = send(Request::post("/api/users/signout").build()).await?;
     Ok(())
 }
 
@@ -215,24 +144,12 @@ pub async fn ticket(id: &str) -> ApiResult<Ticket> {
     send(Request::get(&format!("/api/tickets/{}", encode(id))).build()).await
 }
 
-#[derive(Serialize)]
-struct NewTicket<'a> {
-    title: &'a str,
-    price: &'a str,
-}
-
 pub async fn create_ticket(title: &str, price: &str) -> ApiResult<Ticket> {
     send(json(
         Request::post("/api/tickets"),
-        &NewTicket { title, price },
+        &TicketForm { title, price },
     ))
     .await
-}
-
-#[derive(Serialize)]
-struct NewOrder<'a> {
-    #[serde(rename = "ticketId")]
-    ticket_id: &'a str,
 }
 
 pub async fn create_order(ticket_id: &str) -> ApiResult<Order> {
@@ -249,18 +166,6 @@ pub async fn order(id: &str) -> ApiResult<Order> {
 
 pub async fn payments_config() -> ApiResult<PaymentsConfig> {
     send(Request::get("/api/payments/config").build()).await
-}
-
-#[derive(Serialize)]
-struct NewPayment<'a> {
-    token: &'a str,
-    #[serde(rename = "orderId")]
-    order_id: &'a str,
-}
-
-#[derive(Debug, Deserialize)]
-struct Payment {
-    id: String,
 }
 
 /// Pays for the order; the payment's id.
@@ -286,14 +191,22 @@ mod tests {
     fn successes_are_read_and_unit_answers_are_nothing() {
         let user: User = answer(201, r#"{"id":"u1","email":"a@b.c"}"#).unwrap();
         assert_eq!(user.email, "a@b.c");
-        let _: Option<Nothing> = answer(204, "").unwrap();
-        let _: Option<Nothing> = answer(200, "{}").unwrap();
+        let _: Option<SignedOut> = answer(204, "").unwrap();
+        let _: Option<SignedOut> = answer(200, "{}").unwrap();
         let ticket: Ticket = answer(
             200,
             r#"{"id":"t","title":"x","price":20.5,"userId":"u","version":0}"#,
         )
         .unwrap();
         assert_eq!(ticket.order_id, None);
+        assert_eq!(ticket.price.cents(), 2050);
+        let order: Order = answer(
+            200,
+            r#"{"id":"o","userId":"u","status":"awaiting:payment","expiresAt":"2026-12-03T12:15:00.000Z","version":0,"ticket":{"id":"t","title":"x","price":0.29,"version":1}}"#,
+        )
+        .unwrap();
+        assert!(is_open(&order));
+        assert_eq!(order.ticket.price.cents(), 29);
         let garbled = answer::<User>(200, "<html>").unwrap_err();
         assert_eq!(
             garbled.general_messages(),
@@ -304,13 +217,13 @@ mod tests {
     #[test]
     fn the_payments_config_says_which_provider_charges() {
         let sandbox: PaymentsConfig = answer(200, r#"{"provider":"sandbox"}"#).unwrap();
-        assert!(sandbox.is_sandbox() && !sandbox.is_stripe());
+        assert_eq!(sandbox.provider, Provider::Sandbox);
         let stripe: PaymentsConfig =
             answer(200, r#"{"provider":"stripe","publishableKey":"pk_test_1"}"#).unwrap();
-        assert!(stripe.is_stripe() && !stripe.is_sandbox());
+        assert_eq!(stripe.provider, Provider::Stripe);
         assert_eq!(stripe.publishable_key.as_deref(), Some("pk_test_1"));
         let none: PaymentsConfig = answer(200, r#"{"provider":"none"}"#).unwrap();
-        assert!(!none.is_stripe() && !none.is_sandbox());
+        assert_eq!(none.provider, Provider::None);
     }
 
     #[test]

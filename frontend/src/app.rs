@@ -4,7 +4,7 @@
 use yew::prelude::*;
 use yew_router::prelude::*;
 
-use crate::api::{self, ApiError, PaymentsConfig};
+use crate::api::{self, ApiError, PaymentsConfig, Provider};
 use crate::pages;
 use crate::session::{Session, SessionEvent, SessionHandle, use_session};
 
@@ -59,7 +59,7 @@ pub struct Payments(pub Option<Result<PaymentsConfig, ApiError>>);
 
 impl Payments {
     pub fn is_sandbox(&self) -> bool {
-        matches!(&self.0, Some(Ok(config)) if config.is_sandbox())
+        matches!(&self.0, Some(Ok(config)) if config.provider == Provider::Sandbox)
     }
 }
 

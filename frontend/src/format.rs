@@ -1,8 +1,11 @@
-//! Prices and times as the pages show them.
+//! Prices, times and statuses as the pages show them.
+
+use crate::api::{OrderStatus, Price};
 
 /// `$20.50`.
-pub fn price(price: f64) -> String {
-    format!("${price:.2}")
+pub fn price(price: Price) -> String {
+    let cents = price.cents();
+    format!("${}.{:02}", cents / 100, cents % 100)
 }
 
 /// A price as typed, shown with two decimals once the field loses focus (`12.5` →
@@ -40,13 +43,11 @@ pub fn countdown(seconds: i64) -> String {
 }
 
 /// An order's status in words.
-pub fn status(status: &str) -> &str {
+pub fn status(status: OrderStatus) -> &'static str {
     match status {
-        "created" => "Awaiting payment",
-        "awaiting:payment" => "Awaiting payment",
-        "cancelled" => "Cancelled",
-        "complete" => "Paid",
-        other => other,
+        OrderStatus::Created | OrderStatus::AwaitingPayment => "Awaiting payment",
+        OrderStatus::Cancelled => "Cancelled",
+        OrderStatus::Complete => "Paid",
     }
 }
 
@@ -71,8 +72,11 @@ mod tests {
         assert_eq!(countdown(899), "14:59");
         assert_eq!(countdown(5), "0:05");
         assert_eq!(countdown(-3), "0:00");
-        assert_eq!(status("awaiting:payment"), "Awaiting payment");
-        assert_eq!(status("complete"), "Paid");
-        assert_eq!(price(20.5), "$20.50");
+        assert_eq!(status(OrderStatus::AwaitingPayment), "Awaiting payment");
+        assert_eq!(status(OrderStatus::Complete), "Paid");
+        let price_of = |cents| price(Price::from_cents(cents).unwrap());
+        assert_eq!(price_of(2050), "$20.50");
+        assert_eq!(price_of(29), "$0.29");
+        assert_eq!(price_of(123_456), "$1234.56");
     }
 }

@@ -33,7 +33,7 @@ cargo xtask <command>
   setup       install what is missing (redis-server, binaryen, chromium and its
               driver; Debian's wasm toolchain when rustup has no wasm32-wasip1
               target); a second run is a no-op
-  codegen     regenerate crates/bus/src/contracts.rs from wit/events.wit
+  codegen     regenerate crates/contract/src/events/generated.rs from wit/events.wit
   build       build every component in spin.toml for wasm32-wasip1 (release), and
               the web app (frontend/) into target/web/;
               `build <manifest>…` builds those manifests' components instead

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::spin::{self, Spin};
-use crate::{Project, build, codegen, manifest, setup, step, web, wit};
+use crate::{Project, build, manifest, setup, step, web, wit};
 
 /// A component that imports outbound HTTP and key-value; the `auth` world grants neither.
 const FORBIDDEN_IMPORT_FIXTURE: &str = "fixture-forbidden-import";
@@ -31,9 +31,6 @@ pub fn run(project: &Project) -> Result<()> {
             "frontend/Cargo.toml",
         ])
         .run()?;
-
-    step("Generated code: crates/bus/src/contracts.rs matches wit/events.wit");
-    codegen::check(project)?;
 
     step("Lints: clippy with warnings denied");
     cargo()

@@ -3,8 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::clock;
-use common::{ApiError, JsonBody, Validator, json_response, respond, session};
-use serde_json::json;
+use common::{ApiError, Validator, json_response, respond, session};
+use contract::http::{Credentials, CurrentUserAnswer, Sent, SignedOut, User};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::domain::{Email, GivenPassword, NewPassword};
@@ -20,10 +20,10 @@ fn credentials<P>(
     req: &Request,
     password_rule: fn(Option<&str>) -> Result<P, &'static str>,
 ) -> Result<(Email, P), ApiError> {
-    let body = JsonBody::parse(req)?;
+    let body: Credentials<Sent> = common::json_body(req)?;
     let mut rules = Validator::new();
-    let email = rules.field("email", Email::parse(body.str("email")));
-    let password = rules.field("password", password_rule(body.str("password")));
+    let email = rules.field("email", Email::parse(body.email.str()));
+    let password = rules.field("password", password_rule(body.password.str()));
     match (email, password) {
         (Some(email), Some(password)) => Ok((email, password)),
         _ => Err(rules.into_error()),
@@ -90,7 +90,11 @@ fn signed_in(
     now: SystemTime,
 ) -> Result<Response, ApiError> {
     let token = session::issue(id, email, key, now)?;
-    let mut response = json_response(status, &json!({ "id": id, "email": email }));
+    let user = User {
+        id: id.to_owned(),
+        email: email.to_owned(),
+    };
+    let mut response = json_response(status, &user);
     response.set_header(
         "set-cookie",
         session::set_cookie(&token, !session::is_local(req)),
@@ -100,7 +104,7 @@ fn signed_in(
 
 /// `POST /api/users/signout`: 200 `{}` and a cookie that ends the session.
 pub fn sign_out(req: Request, _params: Params) -> Response {
-    let mut response = json_response(200, &json!({}));
+    let mut response = json_response(200, &SignedOut {});
     response.set_header(
         "set-cookie",
         session::clear_cookie(!session::is_local(&req)),
@@ -112,6 +116,7 @@ pub fn sign_out(req: Request, _params: Params) -> Response {
 /// signed out (any token that does not verify counts as signed out).
 pub fn current_user(req: Request, _params: Params) -> Response {
     respond(
-        session::current_user(&req).map(|user| json_response(200, &json!({ "currentUser": user }))),
+        session::current_user(&req)
+            .map(|current_user| json_response(200, &CurrentUserAnswer { current_user })),
     )
 }

@@ -8,6 +8,6 @@ use crate::db;
 /// `order:created`: schedules the order's expiry at its `expiresAt`.
 pub fn on_order_created(tx: &Tx, event: Received<OrderCreated>) -> Result<(), ApiError> {
     let order = &event.data;
-    let expires_ms = order.expires_ms()?;
+    let expires_ms = bus::expires_ms(order)?;
     db::schedule(tx, &order.id, expires_ms)
 }

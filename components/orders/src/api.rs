@@ -2,7 +2,8 @@
 
 use common::clock::Time;
 use common::session::CurrentUser;
-use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use common::{ApiError, Validator, json_response, respond, session};
+use contract::http::{self, NewOrder, Sent};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::db::{self, BUS};
@@ -16,11 +17,11 @@ pub fn create(req: Request, _params: Params) -> Response {
 
 fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
-    let body = JsonBody::parse(req)?;
+    let body: NewOrder<Sent> = common::json_body(req)?;
     let mut rules = Validator::new();
     let ticket_id = rules.required(
         "ticketId",
-        body.str("ticketId"),
+        body.ticket_id.str(),
         "TicketId must be provided",
     );
     let Some(ticket_id) = ticket_id else {
@@ -44,7 +45,7 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
         tx.publish(order.created_event())?;
         Ok(order)
     })?;
-    Ok(json_response(201, &order))
+    Ok(json_response(201, &shown(order)))
 }
 
 /// `GET /api/orders`: the caller's orders, oldest first.
@@ -55,6 +56,7 @@ pub fn list(req: Request, _params: Params) -> Response {
 fn try_list(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let orders = BUS.read(|conn| db::orders_of(conn, &user.id))?;
+    let orders: Vec<http::Order> = orders.into_iter().map(shown).collect();
     Ok(json_response(200, &orders))
 }
 
@@ -66,7 +68,7 @@ pub fn show(req: Request, params: Params) -> Response {
 fn try_show(req: &Request, params: &Params) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let order = BUS.read(|conn| own_order(conn, params, &user))?;
-    Ok(json_response(200, &order))
+    Ok(json_response(200, &shown(order)))
 }
 
 /// `DELETE /api/orders/:id`: 204, the order cancelled (once); publishes
@@ -107,4 +109,22 @@ fn own_order(
         return Err(ApiError::NotAuthorized);
     }
     Ok(order)
+}
+
+/// The order as the API shows it.
+fn shown(order: Order) -> http::Order {
+    let ticket = order.ticket();
+    http::Order {
+        id: order.id().to_owned(),
+        user_id: order.user_id().to_owned(),
+        status: order.status(),
+        expires_at: order.expires_at().to_string(),
+        version: order.version(),
+        ticket: http::OrderTicket {
+            id: ticket.id.clone(),
+            title: ticket.title.clone(),
+            price: ticket.price,
+            version: ticket.version,
+        },
+    }
 }

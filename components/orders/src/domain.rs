@@ -1,16 +1,16 @@
-//! Orders' rules: the order as the API shows it, with its copy of the ticket, and how
-//! its status may change (created, then cancelled or complete, once).
+//! Orders' rules: the order, with its copy of the ticket, and how its status may
+//! change (created, then cancelled or complete, once). The API's order body is
+//! `contract::http::Order`.
 
 use bus::{OrderCancelled, OrderCreated, OrderStatus, OrderedTicket, TicketRef};
 use common::clock::Time;
 use common::price::Price;
-use serde::Serialize;
 
 /// The payment window when `order_expiration_seconds` is not set.
 pub const DEFAULT_EXPIRATION_SECONDS: u64 = 900;
 
 /// The ticket as orders knows it, from tickets' events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TicketCopy {
     pub id: String,
     pub title: String,
@@ -18,10 +18,9 @@ pub struct TicketCopy {
     pub version: u32,
 }
 
-/// An order as the API shows it: `{id, userId, status, expiresAt, version, ticket}`.
-/// Its status changes only through its methods, each change at the next version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// An order of a ticket, by a user. Its status changes only through its methods, each
+/// change at the next version.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     id: String,
     user_id: String,
@@ -129,7 +128,7 @@ impl Order {
             expires_at: self.expires_at.to_string(),
             ticket: OrderedTicket {
                 id: self.ticket.id.clone(),
-                price: self.ticket.price.dollars(),
+                price: self.ticket.price,
             },
         }
     }
@@ -154,8 +153,6 @@ pub fn expiration_seconds(text: Option<&str>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn ticket() -> TicketCopy {
@@ -173,18 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn an_order_shows_its_ticket_and_status_as_api_md() {
+    fn order_created_carries_the_ticket_s_exact_price_and_time() {
         let order = order_in(OrderStatus::AwaitingPayment);
-        assert_eq!(
-            serde_json::to_value(&order).unwrap(),
-            json!({
-                "id": "o1", "userId": "u1", "status": "awaiting:payment",
-                "expiresAt": "2026-12-03T12:15:00.000Z", "version": 4,
-                "ticket": {"id": "t1", "title": "concert", "price": 20.5, "version": 3}
-            })
-        );
-        assert_eq!(order.created_event().ticket.price, 20.5);
-        assert_eq!(order.created_event().expires_at, "2026-12-03T12:15:00.000Z");
+        let event = order.created_event();
+        assert_eq!(event.ticket.price, Price::from_cents(2050).unwrap());
+        assert_eq!(event.expires_at, "2026-12-03T12:15:00.000Z");
     }
 
     #[test]

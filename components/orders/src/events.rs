@@ -3,7 +3,6 @@
 
 use bus::{ExpirationComplete, PaymentCreated, Received, TicketCreated, TicketUpdated, Tx};
 use common::ApiError;
-use common::price::Price;
 
 use crate::db;
 use crate::domain::TicketCopy;
@@ -16,7 +15,7 @@ pub fn on_ticket_created(tx: &Tx, event: Received<TicketCreated>) -> Result<(), 
         &TicketCopy {
             id: ticket.id.clone(),
             title: ticket.title.clone(),
-            price: price(ticket.price)?,
+            price: ticket.price,
             version: ticket.version,
         },
     )?;
@@ -31,7 +30,7 @@ pub fn on_ticket_updated(tx: &Tx, event: Received<TicketUpdated>) -> Result<(), 
     let copy = TicketCopy {
         id: ticket.id.clone(),
         title: ticket.title.clone(),
-        price: price(ticket.price)?,
+        price: ticket.price,
         version: ticket.version,
     };
     if db::update_ticket(tx, &copy)? {
@@ -67,9 +66,4 @@ pub fn on_payment_created(tx: &Tx, event: Received<PaymentCreated>) -> Result<()
         return Ok(());
     }
     db::update_order(tx, &order)
-}
-
-fn price(dollars: f64) -> Result<Price, ApiError> {
-    Price::from_dollars(dollars)
-        .ok_or_else(|| anyhow::anyhow!("{dollars} is not a price in whole cents").into())
 }

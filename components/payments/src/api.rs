@@ -1,16 +1,11 @@
 //! Thin HTTP handlers of the payments service (API.md, "payments").
 
-use common::{ApiError, JsonBody, Validator, json_response, respond, session};
-use serde::Serialize;
+use common::{ApiError, Validator, json_response, respond, session};
+use contract::http::{NewPayment, Payment, PaymentsConfig, Provider, Sent};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::charges;
 use crate::provider;
-
-#[derive(Serialize)]
-struct Created {
-    id: String,
-}
 
 /// `POST /api/payments` `{token, orderId}`: 201 `{id}`, the order's price charged once
 /// (`charges::pay`); publishes `payment:created`. 503 while no provider is configured.
@@ -22,15 +17,15 @@ fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     // Before anything is read or stored: without a provider nothing can be paid.
     let provider = provider::configured()?.ok_or_else(provider::not_configured)?;
-    let body = JsonBody::parse(req)?;
+    let body: NewPayment<Sent> = common::json_body(req)?;
     let mut rules = Validator::new();
-    let token = rules.required("token", body.str("token"), "Token is required");
-    let order_id = rules.required("orderId", body.str("orderId"), "OrderId is required");
+    let token = rules.required("token", body.token.str(), "Token is required");
+    let order_id = rules.required("orderId", body.order_id.str(), "OrderId is required");
     let (Some(token), Some(order_id)) = (token, order_id) else {
         return Err(rules.into_error());
     };
     let id = charges::pay(provider.as_ref(), &user.id, order_id, token)?;
-    Ok(json_response(201, &Created { id }))
+    Ok(json_response(201, &Payment { id }))
 }
 
 /// `GET /api/payments/config`: which provider the web app pays through,
@@ -42,23 +37,15 @@ pub fn config(_req: Request, _params: Params) -> Response {
 }
 
 fn try_config() -> Result<Response, ApiError> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Config {
-        provider: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        publishable_key: Option<String>,
-    }
-    let provider = provider::configured()?;
-    let name = provider.as_ref().map_or("none", |provider| provider.name());
-    let publishable_key = (name == "stripe")
+    let provider = provider::configured()?.map_or(Provider::None, |provider| provider.which());
+    let publishable_key = (provider == Provider::Stripe)
         .then(|| spin_sdk::variables::get("stripe_publishable_key").unwrap_or_default())
         .map(|key| key.trim().to_owned())
         .filter(|key| !key.is_empty());
     Ok(json_response(
         200,
-        &Config {
-            provider: name,
+        &PaymentsConfig {
+            provider,
             publishable_key,
         },
     ))

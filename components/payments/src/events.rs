@@ -3,7 +3,6 @@
 
 use bus::{OrderCancelled, OrderCreated, Received, Tx};
 use common::ApiError;
-use common::price::Price;
 
 use crate::db;
 use crate::domain::OrderCopy;
@@ -11,20 +10,13 @@ use crate::domain::OrderCopy;
 /// `order:created`: the order joins the copy (once).
 pub fn on_order_created(tx: &Tx, event: Received<OrderCreated>) -> Result<(), ApiError> {
     let order = &event.data;
-    let price = Price::from_dollars(order.ticket.price).ok_or_else(|| {
-        anyhow::anyhow!(
-            "order {}: {} is not a price in whole cents",
-            order.id,
-            order.ticket.price
-        )
-    })?;
-    let expires_ms = order.expires_ms()?;
+    let expires_ms = bus::expires_ms(order)?;
     db::insert_order(
         tx,
         &OrderCopy {
             id: order.id.clone(),
             user_id: order.user_id.clone(),
-            price,
+            price: order.ticket.price,
             status: order.status,
             expires_ms,
             version: order.version,

@@ -1,6 +1,8 @@
 //! Thin HTTP handlers of the tickets service (API.md, "tickets").
 
-use common::{ApiError, JsonBody, Validator, json_response, respond, session};
+use common::price::Listing;
+use common::{ApiError, Validator, json_response, respond, session};
+use contract::http::{self, Sent, TicketForm};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::db::{self, BUS};
@@ -13,15 +15,15 @@ pub fn create(req: Request, _params: Params) -> Response {
 
 fn try_create(req: &Request) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
-    let body = JsonBody::parse(req)?;
-    let (title, price) = title_and_price(&body, false)?;
+    let body = common::json_body(req)?;
+    let (title, price) = title_and_price(&body, Listing::New)?;
     let ticket = Ticket::new(common::new_id()?, title, price, user.id);
     let conn = db::open()?;
     BUS.transaction(&conn, |tx| {
         db::insert_ticket(tx, &ticket)?;
         tx.publish(ticket.created_event())
     })?;
-    Ok(json_response(201, &ticket))
+    Ok(json_response(201, &shown(ticket)))
 }
 
 /// `GET /api/tickets`: every ticket that is not reserved.
@@ -45,7 +47,7 @@ fn try_show(params: &Params) -> Result<Response, ApiError> {
     let ticket = BUS
         .read(|conn| db::find_ticket(conn, id))?
         .ok_or(ApiError::NotFound)?;
-    Ok(json_response(200, &ticket))
+    Ok(json_response(200, &shown(ticket)))
 }
 
 /// `PUT /api/tickets/:id` `{title, price}`: the owner's edit of an unreserved ticket;
@@ -58,7 +60,7 @@ pub fn update(req: Request, params: Params) -> Response {
 fn try_update(req: &Request, params: &Params) -> Result<Response, ApiError> {
     let user = session::require_auth(req)?;
     let id = params.get("id").ok_or(ApiError::NotFound)?;
-    let body = JsonBody::parse(req);
+    let body = common::json_body(req);
     let conn = db::open()?;
     // One transaction from the checks to the write: a reservation (applied in its own
     // transaction) lands either before the checks or after the edit, never between.
@@ -73,25 +75,38 @@ fn try_update(req: &Request, params: &Params) -> Result<Response, ApiError> {
             return Err(ApiError::NotAuthorized);
         }
         let body = body?;
-        let (title, price) = title_and_price(&body, true)?;
+        let (title, price) = title_and_price(&body, Listing::Edit)?;
         ticket.edit(title, price).map_err(|_| reserved())?;
         db::update_ticket(tx, &ticket)?;
         tx.publish(ticket.updated_event())?;
         Ok(ticket)
     })?;
-    Ok(json_response(200, &ticket))
+    Ok(json_response(200, &shown(ticket)))
 }
 
-/// `{title, price}`, each checked by its rule (both failures reported).
-fn title_and_price(body: &JsonBody, on_update: bool) -> Result<(Title, Price), ApiError> {
+/// `{title, price}`, each checked by its rule (both failures reported), in the words
+/// API.md gives for a new `listing` or an edited one.
+fn title_and_price(body: &TicketForm<Sent>, listing: Listing) -> Result<(Title, Price), ApiError> {
     let mut rules = Validator::new();
-    let title = rules.field("title", Title::parse(body.str("title")));
+    let title = rules.field("title", Title::parse(body.title.str()));
     let price = rules.field(
         "price",
-        Price::parse(body.value("price")).map_err(|err| err.message(on_update)),
+        Price::parse(body.price.value()).map_err(|err| err.message(listing)),
     );
     match (title, price) {
         (Some(title), Some(price)) => Ok((title, price)),
         _ => Err(rules.into_error()),
+    }
+}
+
+/// The ticket as the API shows it.
+fn shown(ticket: Ticket) -> http::Ticket {
+    http::Ticket {
+        id: ticket.id().to_owned(),
+        title: ticket.title().to_owned(),
+        price: ticket.price(),
+        user_id: ticket.user_id().to_owned(),
+        version: ticket.version(),
+        order_id: ticket.order_id().map(str::to_owned),
     }
 }

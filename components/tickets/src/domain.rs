@@ -1,11 +1,10 @@
-//! Tickets' rules: titles, the ticket as the API shows it (prices are
-//! `common::price`), and how it changes: edited by its owner while for sale, reserved
-//! and released by orders.
+//! Tickets' rules: titles, and the ticket and how it changes: edited by its owner
+//! while for sale, reserved and released by orders. Prices are `contract::price`; the
+//! API's ticket body is `contract::http::Ticket`.
 
 use bus::{TicketCreated, TicketUpdated};
 pub use common::price::Price;
 use common::required;
-use serde::Serialize;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -28,17 +27,15 @@ impl Title {
     }
 }
 
-/// A ticket as the API shows it: `{id, title, price, userId, version, orderId?}`.
-/// It changes only through its methods, each change at the next version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A ticket; an order id is set while an order reserves it. It changes only through
+/// its methods, each change at the next version.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     id: String,
     title: String,
     price: Price,
     user_id: String,
     version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<String>,
 }
 
@@ -163,7 +160,7 @@ impl Ticket {
             id: self.id.clone(),
             version: self.version,
             title: self.title.clone(),
-            price: self.price.dollars(),
+            price: self.price,
             user_id: self.user_id.clone(),
         }
     }
@@ -173,7 +170,7 @@ impl Ticket {
             id: self.id.clone(),
             version: self.version,
             title: self.title.clone(),
-            price: self.price.dollars(),
+            price: self.price,
             user_id: self.user_id.clone(),
             order_id: self.order_id.clone(),
         }
@@ -182,8 +179,6 @@ impl Ticket {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -224,20 +219,17 @@ mod tests {
     }
 
     #[test]
-    fn a_ticket_omits_order_id_until_reserved() {
+    fn events_carry_the_ticket_s_exact_price() {
         let mut ticket = Ticket::new(
             "t1".into(),
             title("concert"),
             Price::from_cents(2050).unwrap(),
             "u1".into(),
         );
-        assert_eq!(
-            serde_json::to_value(&ticket).unwrap(),
-            json!({"id": "t1", "title": "concert", "price": 20.5, "userId": "u1", "version": 0})
-        );
+        assert_eq!(ticket.created_event().price, ticket.price());
         ticket.reserve("o1".into()).unwrap();
-        assert_eq!(serde_json::to_value(&ticket).unwrap()["orderId"], "o1");
-        assert_eq!(ticket.updated_event().price, 20.5);
+        assert_eq!(ticket.updated_event().price, ticket.price());
+        assert_eq!(ticket.updated_event().order_id.as_deref(), Some("o1"));
     }
 
     #[test]

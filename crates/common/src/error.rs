@@ -1,21 +1,7 @@
 //! `ApiError`: every failure a client can see, with API.md's status and body.
 
-use serde::Serialize;
+use contract::http::{ErrorBody, ErrorEntry};
 use spin_sdk::http::Response;
-
-/// One failed rule: `{"message": "...", "field": "..."}` (`field` only for validation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorEntry {
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
-
-/// The error body: `{"errors": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorBody {
-    pub errors: Vec<ErrorEntry>,
-}
 
 /// A failure as the API reports it (API.md, "Errors").
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! The HTTP layer every service shares: reading requests (bounded), API.md's error
-//! format, JSON bodies, validation, sessions, the clock, and each service's SQLite schema.
+//! format, JSON bodies, validation, sessions, the clock, and each service's SQLite
+//! schema. The bodies themselves, and prices, are the `contract` crate's.
 //!
 //! Handlers return `Result<Response, ApiError>`; `respond` turns either side into the
 //! response the API promises, so no internal error text can reach a client.
@@ -9,12 +10,13 @@ pub mod clock;
 pub mod db;
 mod error;
 mod http;
-pub mod price;
+/// Prices are the contract's (`contract::price`), here where the services read them.
+pub use contract::price;
 pub mod session;
 mod validation;
 
-pub use body::JsonBody;
-pub use error::{ApiError, ErrorBody, ErrorEntry};
+pub use body::{json_body, json_body_from};
+pub use error::ApiError;
 pub use http::{MAX_BODY_BYTES, serve};
 use serde::Serialize;
 use spin_sdk::http::{Params, Request, Response};

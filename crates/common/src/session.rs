@@ -26,13 +26,7 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// The signed-in user, as `currentUser` shows it: `{id, email, iat}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CurrentUser {
-    pub id: String,
-    pub email: String,
-    pub iat: u64,
-}
+pub use contract::http::CurrentUser;
 
 impl From<Claims> for CurrentUser {
     fn from(claims: Claims) -> Self {

@@ -1,7 +1,9 @@
 //! Validation that reports every failed rule at once (API.md: one entry per rule, with
 //! its field, in rule order), and the rules several services share.
 
-use crate::{ApiError, ErrorEntry};
+use contract::http::ErrorEntry;
+
+use crate::ApiError;
 
 /// Collects the outcome of each field's rule; `into_error` is the one 400 for all.
 #[derive(Debug, Default)]

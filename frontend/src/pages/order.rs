@@ -5,7 +5,7 @@ use yew::prelude::*;
 use yew_router::prelude::*;
 
 use super::{Errors, Field, Loading, field_error};
-use crate::api::{self, ApiError, Order};
+use crate::api::{self, ApiError, Order, OrderStatus, Provider};
 use crate::app::{Route, use_payments};
 use crate::format;
 use crate::stripe;
@@ -43,7 +43,7 @@ pub fn order_page(props: &OrderProps) -> Html {
         });
     }
     let awaiting_cancellation = matches!(&*order, Some(Ok(order))
-        if order.is_open() && format::seconds_until(&order.expires_at).unwrap_or(0) <= 0);
+        if api::is_open(order) && format::seconds_until(&order.expires_at).unwrap_or(0) <= 0);
     {
         // Past the deadline: read the order again every other second until the
         // cancellation shows (at most 30 times).
@@ -65,21 +65,21 @@ pub fn order_page(props: &OrderProps) -> Html {
         Some(Err(err)) => html! { <Errors error={Some(err.clone())} /> },
         Some(Ok(order)) => {
             let left = format::seconds_until(&order.expires_at).unwrap_or(0);
-            let state = match order.status.as_str() {
-                "complete" => html! {
+            let state = match order.status {
+                OrderStatus::Complete => html! {
                     <p class="notice success" role="status">{ "Paid. " }
                         <Link<Route> to={Route::Orders}>{ "My orders" }</Link<Route>></p>
                 },
-                "cancelled" if left <= 0 => html! {
+                OrderStatus::Cancelled if left <= 0 => html! {
                     <p class="notice" role="status">{ "Order expired. The ticket is for sale again." }</p>
                 },
-                "cancelled" => html! {
+                OrderStatus::Cancelled => html! {
                     <p class="notice" role="status">{ "This order was cancelled." }</p>
                 },
-                _ if left <= 0 => html! {
+                OrderStatus::Created | OrderStatus::AwaitingPayment if left <= 0 => html! {
                     <p class="notice" role="status">{ "Order expired" }</p>
                 },
-                _ => html! {
+                OrderStatus::Created | OrderStatus::AwaitingPayment => html! {
                     <>
                         <p class="countdown" aria-live="off">
                             { "Time left to pay: " }
@@ -94,7 +94,7 @@ pub fn order_page(props: &OrderProps) -> Html {
                 <>
                     <h1>{ format!("Order: {}", order.ticket.title) }</h1>
                     <p class="price big">{ format::price(order.ticket.price) }</p>
-                    <p>{ "Status: " }<span class={classes!("status", order.status.replace(':', "-"))}>{ format::status(&order.status) }</span></p>
+                    <p>{ "Status: " }<span class={classes!("status", order.status.as_str().replace(':', "-"))}>{ format::status(order.status) }</span></p>
                     { state }
                 </>
             }
@@ -123,7 +123,7 @@ fn pay_form(props: &PayProps) -> Html {
     let error = use_state(|| None::<ApiError>);
     let busy = use_state(|| false);
     let publishable_key = match &config {
-        Some(Ok(config)) if config.is_stripe() => config.publishable_key.clone(),
+        Some(Ok(config)) if config.provider == Provider::Stripe => config.publishable_key.clone(),
         _ => None,
     };
     {
@@ -190,12 +190,12 @@ fn pay_form(props: &PayProps) -> Html {
     let entry = match (&config, &publishable_key) {
         (None, _) => return html! { <Loading /> },
         (Some(Err(err)), _) => return html! { <Errors error={Some(err.clone())} /> },
-        (Some(Ok(config)), None) if config.is_stripe() => {
+        (Some(Ok(config)), None) if config.provider == Provider::Stripe => {
             return html! {
                 <p class="alert" role="alert">{ "Card payments are not set up: the app has no Stripe publishable key." }</p>
             };
         }
-        (Some(Ok(config)), None) if !config.is_sandbox() => {
+        (Some(Ok(config)), None) if config.provider != Provider::Sandbox => {
             return html! {
                 <p class="alert" role="alert">{ "Payments are not available: no payment provider is configured." }</p>
             };

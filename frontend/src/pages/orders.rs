@@ -32,7 +32,7 @@ pub fn orders() -> Html {
     {
         // An order that is paid, or whose time is up, changes a moment later (the
         // services hear of it through events): while one is open, look again.
-        let is_waiting = matches!(&*orders, Some(Ok(list)) if list.iter().any(Order::is_open));
+        let is_waiting = matches!(&*orders, Some(Ok(list)) if list.iter().any(api::is_open));
         let reloads = reloads.clone();
         use_effect_with((is_waiting, *reloads), move |(is_waiting, count)| {
             let next = count.wrapping_add(1);
@@ -55,7 +55,7 @@ pub fn orders() -> Html {
                     <li key={order.id.clone()}>
                         <Link<Route> to={Route::Order { id: order.id.clone() }}>{ &order.ticket.title }</Link<Route>>
                         <span class="price">{ format::price(order.ticket.price) }</span>
-                        <span class={classes!("status", order.status.replace(':', "-"))}>{ format::status(&order.status) }</span>
+                        <span class={classes!("status", order.status.as_str().replace(':', "-"))}>{ format::status(order.status) }</span>
                     </li>
                 }) }
             </ul>

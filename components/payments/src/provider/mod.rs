@@ -49,8 +49,13 @@ impl std::fmt::Display for Failure {
 }
 
 pub trait Provider {
+    /// Which provider this is, as `GET /api/payments/config` names it.
+    fn which(&self) -> contract::http::Provider;
+
     /// For logs: `stripe` or `sandbox`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.which().as_str()
+    }
 
     /// Charges the card; the provider's id of the charge (`ch_…`).
     fn charge(&self, charge: &Charge) -> Result<String, Failure>;

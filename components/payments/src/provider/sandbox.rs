@@ -45,8 +45,8 @@ const MAX_CENTS: i64 = 99_999_999;
 pub struct Sandbox;
 
 impl Provider for Sandbox {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn which(&self) -> contract::http::Provider {
+        contract::http::Provider::Sandbox
     }
 
     fn charge(&self, charge: &Charge) -> Result<String, Failure> {

@@ -43,8 +43,8 @@ impl Stripe {
 }
 
 impl Provider for Stripe {
-    fn name(&self) -> &'static str {
-        "stripe"
+    fn which(&self) -> contract::http::Provider {
+        contract::http::Provider::Stripe
     }
 
     fn charge(&self, charge: &Charge) -> Result<String, Failure> {

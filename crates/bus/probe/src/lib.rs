@@ -13,9 +13,10 @@
 //! `n` deliveries (counted in Redis, outside the transaction that is rolled back).
 
 use anyhow::anyhow;
-use common::db::Migrations;
-use common::{ApiError, json_response, respond};
 use bus::{Bus, Listener, Received, TicketCreated, TicketUpdated, Tx};
+use common::db::Migrations;
+use common::price::Price;
+use common::{ApiError, json_response, respond};
 use serde_json::{Value as Json, json};
 use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use spin_sdk::sqlite::Value;
@@ -94,6 +95,7 @@ fn publish(req: &Request) -> Result<Response, ApiError> {
     } = serde_json::from_slice(req.body())
         .map_err(|err| ApiError::BadRequest(format!("not a publish request: {err}")))?;
     let conn = BUS.open()?;
+    let price = Price::from_cents(1000).expect("10.00 is a price");
     BUS.transaction(&conn, |tx| {
         for (version, title) in titles.iter().enumerate() {
             let version = u32::try_from(version).unwrap_or(u32::MAX);
@@ -102,14 +104,14 @@ fn publish(req: &Request) -> Result<Response, ApiError> {
                     id: format!("t{version}"),
                     version,
                     title: title.clone(),
-                    price: 10.0,
+                    price,
                     user_id: "u1".into(),
                 })?,
                 "ticket:updated" => tx.publish(TicketUpdated {
                     id: format!("t{version}"),
                     version,
                     title: title.clone(),
-                    price: 10.0,
+                    price,
                     user_id: "u1".into(),
                     order_id: None,
                 })?,

@@ -269,7 +269,11 @@ fn create_order(
 ) -> Result<Answer, ApiError> {
     let user = signed_in(settings, cookie).ok_or(ApiError::NotAuthorized)?;
     let mut rules = Validator::new();
-    let ticket_id = rules.required("ticketId", body.ticket_id.str(), "TicketId must be provided");
+    let ticket_id = rules.required(
+        "ticketId",
+        body.ticket_id.str(),
+        "TicketId must be provided",
+    );
     let Some(ticket_id) = ticket_id else {
         return Err(rules.into_error());
     };

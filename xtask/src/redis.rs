@@ -53,7 +53,7 @@ pub fn ensure(project: &Project, url: &str) -> Result<LocalRedis> {
         "yes",
         "--save",
         "",
-        // The expiration service is woken by key expiry (ARCHITECTURE.md, "Expiry without cron").
+        // The expiration service is woken by key expiry (components/expiration/src/lib.rs).
         "--notify-keyspace-events",
         "Ex",
     ];

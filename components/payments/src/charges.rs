@@ -1,4 +1,4 @@
-//! Charging an order exactly once (ARCHITECTURE.md, "Charging exactly once"): an
+//! Charging an order exactly once (docs/design.md, section 6): an
 //! attempt is committed (or claimed) busy before it is sent, sent with its idempotency
 //! key, and the provider's answer recorded. `POST /api/payments` pays ([`pay`]: begins
 //! and sends an attempt); every wake of the bus sends again the ones whose answer was
@@ -9,6 +9,65 @@
 //! decline, deletes it. An answer that never came leaves it pending (500): the next
 //! request for the order, or a wake of the bus, re-sends the same attempt with the same
 //! idempotency key.
+//!
+//! # The protocol
+//!
+//! A charge is an effect outside every database, so the outbox alone cannot make it
+//! atomic with the state change. payments splits `POST /api/payments` into three steps
+//! around the provider call:
+//!
+//! 1. **Begin** (one transaction): check the order in payments' copy (404, 401, cancelled
+//!    or past `expiresAt`, already paid), then insert a `pending` payment: its id, the
+//!    amount in cents from the stored price, the card token, and `busy_until_ms` = now +
+//!    60 s. The unique index on `order_id` makes this the one attempt of the order.
+//! 2. **Charge**, after the commit: `POST /v1/charges` with `Idempotency-Key:
+//!    charge-<order id>-<payment id>`, waiting at most 5 s to connect and 30 s for the
+//!    answer.
+//! 3. **Record** the answer. Charged: in one transaction, the payment becomes `succeeded`
+//!    (token forgotten) and `payment:created` goes to the outbox → 201 `{id}`. Declined
+//!    (402, or a 400 Stripe refused to run): the pending row is deleted, nothing is
+//!    published → 400 with Stripe's message, and the next card is a new attempt with a new
+//!    key. No answer, or one that leaves it open (a timeout, 5xx, 409, 429, a refused
+//!    key): the row stays `pending`, no longer busy → 500.
+//!
+//! So there is never a charge without a row, and never a `succeeded` row or an event
+//! without a charge. A pending row whose answer was lost is re-sent, with the same key and
+//! the same form (the token is still in the row), by whichever comes first: the buyer's
+//! next request for the order, or a wake of payments (every doorbell and every tick of the
+//! bus), which sends every pending row whose `busy_until_ms` has passed. Stripe replays
+//! the first outcome instead of charging again, and the answer is recorded as in step 3.
+//! Every sender claims the attempt first (`db::claim`: one `UPDATE … WHERE busy_until_ms
+//! <= now`, marking it busy for 60 s), so a tick, a buyer's retry and replicas never send
+//! it at the same time; while it is busy, another request for the order gets 400 `Order is
+//! already paid` without calling the provider, so concurrent payments make one call.
+//!
+//! The deadline race: the order may be cancelled (expiry, or the buyer's cancel) while
+//! the charge is in flight, or `order:cancelled` may reach payments after the payment
+//! succeeded. Either way the payment becomes `refund_due`, in the transaction that
+//! learns of both; `refunds::settle` then refunds it (`POST /v1/refunds`, key
+//! `refund-<payment id>`) after that transaction, on every doorbell and every tick of
+//! the bus, until Stripe confirms, and records the refund. `payment:created` is still
+//! published for a charge that is refunded; orders ignores it for a cancelled order.
+//!
+//! Abandoned attempts: when an invocation dies between the charge and recording it (the
+//! host killed, a lost answer), its row stays `pending`, busy until its 60 s run out (no
+//! longer busy at once when the answer was lost but the invocation lived); the buyer may
+//! never come back, and the order may expire meanwhile (past `expiresAt` the buyer cannot
+//! resume it). The next wake after that re-sends it anyway and records the answer: charged
+//! → `succeeded` and `payment:created` (orders completes the order, or cancels it at the
+//! expiry and payments refunds), or `refund_due` when payments' copy of the order is
+//! cancelled, refunded by the same wake; declined → the row is deleted; no answer → it
+//! stays pending, not busy, for a later wake (a wake stops at the first attempt left open,
+//! so an unreachable provider costs it one timeout, not one per attempt; the longest
+//! untried go first). Each settled attempt logs one line (`… sent again by a wake …`).
+//! Without a configured provider nothing is sent; the rows wait for one. What remains:
+//! - If the first send never reached Stripe, re-sending it for a cancelled order makes a
+//!   new charge, refunded at once: the buyer sees a charge and its refund.
+//! - Stripe may forget an idempotency key once it is 24 hours old. A row left pending
+//!   longer (no provider configured, Stripe unreachable for a day) is then a new request:
+//!   if its first send had charged, the card is charged again, or the used-up token is
+//!   refused and the row deleted; either way that first charge is recorded nowhere but
+//!   at Stripe (its `metadata[paymentId]` finds it), and is not refunded by the app.
 
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! Alarms: wake-ups at a time, without timers. A key set to expire at that time
 //! (`PXAT`) makes Redis, with `notify-keyspace-events Ex`, publish the key's name on
 //! `__keyevent@<db>__:expired`; a service that has that channel as a Redis trigger is
-//! invoked then (ARCHITECTURE.md, "Expiry without cron").
+//! invoked then (components/expiration/src/lib.rs).
 
 use anyhow::{Result, anyhow};
 use spin_sdk::redis::RedisResult;

@@ -330,6 +330,9 @@ fn component(id: &str, mut component: Component) -> Result<Component> {
             );
         }
     }
+    for name in component.variables.keys() {
+        check_variable_name(name).with_context(|| format!("`variables.{name}`"))?;
+    }
     component.spin_test = match component.tool.get("spin-test") {
         None => None,
         Some(section) => Some(SpinTest::deserialize(section.clone()).context("`tool.spin-test`")?),

@@ -14,43 +14,15 @@ pub struct Part {
 
 pub fn part(keep: impl Fn(&str) -> bool) -> Part {
     let root = harness::workspace_root();
-    let text = std::fs::read_to_string(root.join("spin.toml")).expect("spin.toml is readable");
-    let mut manifest: toml::Table = toml::from_str(&text).expect("spin.toml is TOML");
-    if let Some(components) = manifest
-        .get_mut("component")
-        .and_then(toml::Value::as_table_mut)
-    {
-        components.retain(|id, _| keep(id));
-        for (_, component) in components.iter_mut() {
-            // The part lives elsewhere: its sources must not be relative to it.
-            if let Some(source) = component.get_mut("source")
-                && let Some(path) = source.as_str()
-            {
-                *source = toml::Value::String(root.join(path).display().to_string());
-            }
-        }
-    }
-    if let Some(triggers) = manifest
-        .get_mut("trigger")
-        .and_then(toml::Value::as_table_mut)
-    {
-        for (_, list) in triggers.iter_mut() {
-            if let Some(list) = list.as_array_mut() {
-                list.retain(|trigger| {
-                    trigger
-                        .get("component")
-                        .and_then(toml::Value::as_str)
-                        .is_some_and(&keep)
-                });
-            }
-        }
+    let mut manifest =
+        spin_manifest::load(&root.join("spin.toml")).unwrap_or_else(|err| panic!("{err:#}"));
+    manifest.retain_components(keep);
+    for component in &mut manifest.components {
+        // The part lives elsewhere: its sources must not be relative to it.
+        component.source = root.join(&component.source);
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("spin.toml");
-    std::fs::write(
-        &path,
-        toml::to_string(&manifest).expect("a manifest serializes"),
-    )
-    .expect("the temporary directory is writable");
+    std::fs::write(&path, manifest.to_toml()).expect("the temporary directory is writable");
     Part { _dir: dir, path }
 }

@@ -87,16 +87,12 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
             ),
         }
     }
-    let component_bytes = if wasmparser::Parser::is_component(&bytes) {
-        bytes
-    } else {
-        componentize(&bytes).with_context(|| {
-            format!(
-                "cannot turn the wasip1 module {} into a component",
-                path.display()
-            )
-        })?
-    };
+    let component_bytes = componentize::component_of(&bytes).with_context(|| {
+        format!(
+            "cannot turn the wasip1 module {} into a component",
+            path.display()
+        )
+    })?;
     let started = Instant::now();
     let component = Component::new(engine, &component_bytes)
         .map_err(anyhow::Error::from)
@@ -118,19 +114,6 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
         component,
         from_cache: false,
     })
-}
-
-/// Wraps a wasip1 module into a component with the preview1 adapter (the reactor
-/// flavour: Spin components export functions rather than `_start`).
-pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(module)?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .encode()
 }
 
 /// `<dir>/<sha256 of the source and the engine's settings>.cwasm`.

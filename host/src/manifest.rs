@@ -1,15 +1,17 @@
-//! `spin.toml` (manifest version 2): parsed strictly, validated, and turned into the
-//! app model the host runs. Unknown or invalid content is an error naming the file
-//! and the field, as Spin reports it.
+//! `spin.toml` turned into the app model the host runs: the manifest as
+//! `spin-manifest` reads and checks it, then what this host adds (routes, templates
+//! over declared variables) and refuses (what it does not run). Invalid content is an
+//! error naming the file and the field, as Spin reports it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde::Deserialize;
+use spin_manifest::Manifest;
 
 use crate::routes::RoutePattern;
-use crate::variables::{self, Template};
+use crate::variables::Template;
 
 /// The application as the host runs it.
 #[derive(Debug)]
@@ -97,99 +99,68 @@ pub fn load(path: &Path) -> Result<App> {
 }
 
 pub fn parse(text: &str, dir: PathBuf) -> Result<App> {
-    let version: ManifestVersion = toml::from_str(text)?;
-    ensure!(
-        version.spin_manifest_version == Some(toml::Value::Integer(2)),
-        "`spin_manifest_version` must be 2 (this host reads manifest version 2 only)"
-    );
-    let raw: RawManifest = toml::from_str(text)?;
-
-    let variables = raw
+    let manifest = spin_manifest::parse(text)?;
+    let variables: BTreeMap<String, VariableDef> = manifest
         .variables
-        .into_iter()
-        .map(|(name, var)| {
-            variables::check_name(&name).with_context(|| format!("[variables] `{name}`"))?;
-            ensure!(
-                !(var.required && var.default.is_some()),
-                "[variables] `{name}`: a variable cannot be both `required` and have a `default`"
-            );
-            ensure!(
-                var.required || var.default.is_some(),
-                "[variables] `{name}`: give it a `default` or mark it `required = true`"
-            );
-            Ok((
-                name,
-                VariableDef {
-                    default: var.default,
-                    required: var.required,
-                    secret: var.secret,
-                },
-            ))
+        .iter()
+        .map(|(name, variable)| {
+            let def = VariableDef {
+                default: variable.default.clone(),
+                required: variable.is_required(),
+                secret: variable.secret,
+            };
+            (name.clone(), def)
         })
-        .collect::<Result<BTreeMap<_, _>>>()?;
+        .collect();
 
     let mut components = BTreeMap::new();
-    for (id, raw) in raw.component {
-        let component = component_def(&id, raw, &dir, &variables)
-            .with_context(|| format!("[component.{id}]"))?;
-        components.insert(id, component);
+    for component in &manifest.components {
+        let def = component_def(component, &dir, &variables)
+            .with_context(|| format!("[component.{}]", component.id))?;
+        components.insert(component.id.clone(), def);
     }
 
+    let app_redis_address = app_redis_address(&manifest, &variables)?;
     let mut http_triggers = Vec::new();
     let mut redis_triggers = Vec::new();
-    let app_redis_address = raw
-        .application
-        .trigger
-        .redis
-        .map(|redis| redis.address)
-        .map(|address| app_template(&address, &variables))
-        .transpose()
-        .context("[application.trigger.redis] `address`")?;
-    for (kind, triggers) in raw.trigger {
-        match kind.as_str() {
+    let mut numbers: BTreeMap<&str, usize> = BTreeMap::new();
+    for trigger in &manifest.triggers {
+        let number = numbers.entry(&trigger.trigger_type).or_default();
+        *number += 1;
+        let component = trigger.component.clone();
+        match trigger.trigger_type.as_str() {
             "http" => {
-                for (index, trigger) in triggers.into_iter().enumerate() {
-                    let trigger: RawHttpTrigger = trigger
-                        .try_into()
-                        .with_context(|| format!("[[trigger.http]] number {}", index + 1))?;
-                    let component = trigger_component(trigger.component, &components)
-                        .with_context(|| format!("[[trigger.http]] route {:?}", trigger.route))?;
-                    let route = match trigger.route {
-                        RawRoute::Path(route) => RoutePattern::parse(&route)
-                            .with_context(|| format!("[[trigger.http]] route `{route}`"))?,
-                        RawRoute::Private { private: true } => RoutePattern::Private,
-                        RawRoute::Private { private: false } => bail!(
-                            "[[trigger.http]] component `{component}`: `route = {{ private = false }}` is not a route"
-                        ),
-                    };
-                    http_triggers.push(HttpTrigger { route, component });
-                }
+                let raw = RawHttpTrigger::deserialize(trigger.config.clone())
+                    .with_context(|| format!("[[trigger.http]] number {number}"))?;
+                let route = match raw.route {
+                    RawRoute::Path(route) => RoutePattern::parse(&route)
+                        .with_context(|| format!("[[trigger.http]] route `{route}`"))?,
+                    RawRoute::Private { private: true } => RoutePattern::Private,
+                    RawRoute::Private { private: false } => bail!(
+                        "[[trigger.http]] component `{component}`: `route = {{ private = false }}` is not a route"
+                    ),
+                };
+                http_triggers.push(HttpTrigger { route, component });
             }
             "redis" => {
-                for (index, trigger) in triggers.into_iter().enumerate() {
-                    let trigger: RawRedisTrigger = trigger
-                        .try_into()
-                        .with_context(|| format!("[[trigger.redis]] number {}", index + 1))?;
-                    let context = || format!("[[trigger.redis]] channel `{}`", trigger.channel);
-                    let component = trigger_component(trigger.component.clone(), &components)
-                        .with_context(context)?;
-                    let address = match &trigger.address {
-                        Some(address) => app_template(address, &variables).with_context(context)?,
-                        None => app_redis_address.clone().ok_or_else(|| {
-                            anyhow!(
-                                "{}: no `address`, and no [application.trigger.redis] `address`",
-                                context()
-                            )
-                        })?,
-                    };
-                    let channel =
-                        app_template(&trigger.channel, &variables).with_context(context)?;
-                    redis_triggers.push(RedisTrigger {
-                        address,
-                        channel,
-                        component,
-                    });
-                }
+                let raw = RawRedisTrigger::deserialize(trigger.config.clone())
+                    .with_context(|| format!("[[trigger.redis]] number {number}"))?;
+                let context = || format!("[[trigger.redis]] channel `{}`", raw.channel);
+                let address = match &raw.address {
+                    Some(address) => app_template(address, &variables).with_context(context)?,
+                    None => app_redis_address.clone().ok_or_else(|| {
+                        anyhow!(
+                            "{}: no `address`, and no [application.trigger.redis] `address`",
+                            context()
+                        )
+                    })?,
+                };
+                let channel = app_template(&raw.channel, &variables).with_context(context)?;
+                redis_triggers.push(RedisTrigger {
+                    address,
+                    channel,
+                    component,
+                });
             }
             other => bail!(
                 "[[trigger.{other}]]: this host runs `http` and `redis` triggers only \
@@ -208,101 +179,102 @@ pub fn parse(text: &str, dir: PathBuf) -> Result<App> {
     })
 }
 
+/// `[application.trigger.redis] address`, the Redis triggers' default address; the
+/// HTTP trigger's settings are Spin's CLI's business, and ignored.
+fn app_redis_address(
+    manifest: &Manifest,
+    variables: &BTreeMap<String, VariableDef>,
+) -> Result<Option<Template>> {
+    let mut address = None;
+    for (trigger_type, settings) in &manifest.application.trigger {
+        match trigger_type.as_str() {
+            "redis" => {
+                let redis = RawApplicationRedis::deserialize(settings.clone())
+                    .context("[application.trigger.redis]")?;
+                let template = app_template(&redis.address, variables)
+                    .context("[application.trigger.redis] `address`")?;
+                address = Some(template);
+            }
+            "http" => {}
+            other => {
+                bail!("[application.trigger]: unknown field `{other}`, expected `redis` or `http`")
+            }
+        }
+    }
+    Ok(address)
+}
+
 fn component_def(
-    id: &str,
-    raw: RawComponent,
+    component: &spin_manifest::Component,
     dir: &Path,
     variables: &BTreeMap<String, VariableDef>,
 ) -> Result<ComponentDef> {
-    check_component_id(id)?;
-    let source = match raw.source {
-        RawSource::Path(path) => dir.join(path),
-        RawSource::Remote(_) => bail!(
-            "`source`: only local paths are supported here (no network); \
-             download the component and point `source` at the file"
-        ),
-    };
+    let id = &component.id;
     ensure!(
-        raw.dependencies.is_none(),
+        component.dependencies.is_none() && component.dependencies_inherit_configuration.is_none(),
         "`dependencies`: component dependencies are not supported by this host"
     );
     ensure!(
-        raw.ai_models.is_empty(),
+        component.ai_models.is_empty(),
         "`ai_models`: Serverless AI is not supported by this host"
     );
     ensure!(
-        raw.exclude_files.is_empty(),
+        component.exclude_files.is_empty(),
         "`exclude_files` is not supported by this host; narrow `files` instead"
     );
     ensure!(
-        raw.allowed_http_hosts.is_empty(),
+        component.allowed_http_hosts.is_empty(),
         "`allowed_http_hosts` is the manifest v1 name: use `allowed_outbound_hosts`"
     );
-    let files = raw
+    let files = component
         .files
-        .into_iter()
+        .iter()
         .map(|file| match file {
-            RawFile::Pattern(pattern) => Ok(FileMount::Pattern(pattern)),
-            RawFile::Mapping {
+            spin_manifest::FileMount::Pattern(pattern) => FileMount::Pattern(pattern.clone()),
+            spin_manifest::FileMount::Mapping {
                 source,
                 destination,
-            } => {
-                ensure!(
-                    destination.starts_with('/'),
-                    "`files`: destination `{destination}` must be an absolute path"
-                );
-                Ok(FileMount::Directory {
-                    source: dir.join(source),
-                    destination,
-                })
-            }
+            } => FileMount::Directory {
+                source: dir.join(source),
+                destination: destination.clone(),
+            },
         })
-        .collect::<Result<_>>()?;
-    let component_variables = raw
+        .collect();
+    let component_variables = component
         .variables
-        .into_iter()
+        .iter()
         .map(|(name, template)| {
-            variables::check_name(&name)
+            let template = app_template(template, variables)
                 .with_context(|| format!("[component.{id}.variables] `{name}`"))?;
-            let template = app_template(&template, variables)
-                .with_context(|| format!("[component.{id}.variables] `{name}`"))?;
-            Ok((name, template))
+            Ok((name.clone(), template))
         })
         .collect::<Result<_>>()?;
-    let allowed_outbound_hosts = raw
+    let allowed_outbound_hosts = component
         .allowed_outbound_hosts
         .iter()
         .map(|host| {
-            let template = app_template(host, variables)
-                .with_context(|| format!("`allowed_outbound_hosts` entry `{host}`"))?;
-            Ok(template)
+            app_template(host, variables)
+                .with_context(|| format!("`allowed_outbound_hosts` entry `{host}`"))
         })
         .collect::<Result<_>>()?;
+    let spin_test = component.spin_test.as_ref().map(|spin_test| SpinTest {
+        source: dir.join(&spin_test.source),
+        build: spin_test.build.clone(),
+        workdir: spin_test
+            .workdir
+            .as_ref()
+            .map_or_else(|| dir.to_owned(), |workdir| dir.join(workdir)),
+    });
     Ok(ComponentDef {
-        source,
+        source: dir.join(&component.source),
         files,
-        sqlite_databases: raw.sqlite_databases.into_iter().collect(),
-        key_value_stores: raw.key_value_stores.into_iter().collect(),
+        sqlite_databases: component.sqlite_databases.iter().cloned().collect(),
+        key_value_stores: component.key_value_stores.iter().cloned().collect(),
         variables: component_variables,
         allowed_outbound_hosts,
-        environment: raw.environment,
-        spin_test: spin_test(raw.tool, dir)?,
+        environment: component.environment.clone(),
+        spin_test,
     })
-}
-
-/// `tool.spin-test` of a component; other tools' sections are theirs, and ignored.
-fn spin_test(tool: Option<toml::Value>, dir: &Path) -> Result<Option<SpinTest>> {
-    let Some(section) = tool.as_ref().and_then(|tool| tool.get("spin-test")) else {
-        return Ok(None);
-    };
-    let raw = RawSpinTest::deserialize(section.clone()).context("`tool.spin-test`")?;
-    Ok(Some(SpinTest {
-        source: dir.join(raw.source),
-        build: raw.build,
-        workdir: raw
-            .workdir
-            .map_or_else(|| dir.to_owned(), |workdir| dir.join(workdir)),
-    }))
 }
 
 /// A template whose `{{ name }}` references must be application variables.
@@ -315,39 +287,6 @@ fn app_template(text: &str, variables: &BTreeMap<String, VariableDef>) -> Result
         );
     }
     Ok(template)
-}
-
-fn trigger_component(
-    component: RawTriggerComponent,
-    components: &BTreeMap<String, ComponentDef>,
-) -> Result<String> {
-    match component {
-        RawTriggerComponent::Id(id) => {
-            ensure!(
-                components.contains_key(&id),
-                "`component = \"{id}\"` names no [component.{id}]"
-            );
-            Ok(id)
-        }
-        RawTriggerComponent::Inline(_) => bail!(
-            "inline components are not supported by this host; \
-             declare a [component.<id>] and refer to it by id"
-        ),
-    }
-}
-
-/// Component ids: lowercase letters, digits and `-`/`_`, starting with a letter.
-fn check_component_id(id: &str) -> Result<()> {
-    let mut chars = id.chars();
-    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_is_valid =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    ensure!(
-        starts_with_letter && rest_is_valid,
-        "`{id}` is not a valid component id (lowercase letters, digits, `-` and `_`, \
-         starting with a letter)"
-    );
-    Ok(())
 }
 
 fn check_duplicate_routes(triggers: &[HttpTrigger]) -> Result<()> {
@@ -367,50 +306,8 @@ fn check_duplicate_routes(triggers: &[HttpTrigger]) -> Result<()> {
     Ok(())
 }
 
-// The manifest as written. `deny_unknown_fields` makes a typo an error, not a surprise.
-
-#[derive(Deserialize)]
-struct ManifestVersion {
-    spin_manifest_version: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawManifest {
-    #[allow(dead_code)]
-    spin_manifest_version: toml::Value,
-    application: RawApplication,
-    #[serde(default)]
-    variables: BTreeMap<String, RawVariable>,
-    #[serde(default)]
-    trigger: BTreeMap<String, Vec<toml::Value>>,
-    #[serde(default)]
-    component: BTreeMap<String, RawComponent>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct RawApplication {
-    name: String,
-    version: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    authors: Vec<String>,
-    #[serde(default)]
-    trigger: RawApplicationTriggers,
-    #[serde(default)]
-    targets: Vec<String>,
-    tool: Option<toml::Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawApplicationTriggers {
-    redis: Option<RawApplicationRedis>,
-    #[allow(dead_code)]
-    http: Option<toml::Value>,
-}
+// What the host reads of a trigger's table and of `[application.trigger.redis]`.
+// `deny_unknown_fields` makes a typo an error, not a surprise.
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -420,75 +317,8 @@ struct RawApplicationRedis {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawVariable {
-    default: Option<String>,
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    secret: bool,
-    #[allow(dead_code)]
-    description: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct RawComponent {
-    source: RawSource,
-    description: Option<String>,
-    #[serde(default)]
-    files: Vec<RawFile>,
-    #[serde(default)]
-    exclude_files: Vec<String>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    #[serde(default)]
-    allowed_http_hosts: Vec<String>,
-    #[serde(default)]
-    key_value_stores: Vec<String>,
-    #[serde(default)]
-    sqlite_databases: Vec<String>,
-    #[serde(default)]
-    ai_models: Vec<String>,
-    #[serde(default)]
-    environment: BTreeMap<String, String>,
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
-    build: Option<toml::Value>,
-    tool: Option<toml::Value>,
-    dependencies_inherit_configuration: Option<bool>,
-    dependencies: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSpinTest {
-    source: PathBuf,
-    build: Option<String>,
-    workdir: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSource {
-    Path(String),
-    Remote(#[allow(dead_code)] toml::Value),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawFile {
-    Pattern(String),
-    Mapping { source: String, destination: String },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawHttpTrigger {
-    #[allow(dead_code)]
-    id: Option<String>,
     route: RawRoute,
-    component: RawTriggerComponent,
     #[allow(dead_code)]
     executor: Option<toml::Value>,
 }
@@ -503,18 +333,8 @@ enum RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRedisTrigger {
-    #[allow(dead_code)]
-    id: Option<String>,
     address: Option<String>,
     channel: String,
-    component: RawTriggerComponent,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum RawTriggerComponent {
-    Id(String),
-    Inline(#[allow(dead_code)] toml::Value),
 }
 
 #[cfg(test)]

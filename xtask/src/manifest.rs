@@ -1,113 +1,14 @@
-//! What xtask needs from `spin.toml`: the application, its variables, its triggers and
-//! its components (their crates, their `.wasm`, the files they mount), in the order
-//! spin.toml gives them, which is the order Spin keeps when it locks an app (the image's
-//! locked app, `image/locked.rs`, is derived from this).
+//! What xtask makes of `spin.toml` (read and checked by `spin-manifest`): the
+//! components this workspace builds (their crates, their `.wasm`, the files they mount),
+//! in the order spin.toml gives them, which is the order Spin keeps when it locks an app
+//! (the image's locked app, `image/locked.rs`, is derived from this).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use anyhow::{Context, Result, anyhow};
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    application: Application,
-    #[serde(default)]
-    variables: BTreeMap<String, VariableDef>,
-    /// Trigger type → its triggers; each kept with its place in the file.
-    #[serde(default)]
-    trigger: BTreeMap<String, Vec<Spanned<toml::Table>>>,
-    /// Component id → its definition, kept with its place in the file.
-    #[serde(default)]
-    component: BTreeMap<String, Spanned<ComponentDef>>,
-}
-
-/// `[application]`.
-#[derive(Debug, Default, Deserialize)]
-pub struct Application {
-    #[serde(default)]
-    pub name: String,
-    pub version: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub authors: Vec<String>,
-    /// `[application.trigger.<type>]`: settings shared by every trigger of a type
-    /// (the Redis trigger's `address`).
-    #[serde(default)]
-    pub trigger: BTreeMap<String, toml::Table>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VariableDef {
-    default: Option<String>,
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    secret: bool,
-    description: Option<String>,
-}
-
-/// An application variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variable {
-    /// None: the variable must be given (`required = true`).
-    pub default: Option<String>,
-    pub secret: bool,
-    pub description: Option<String>,
-}
-
-impl Variable {
-    pub fn required(&self) -> bool {
-        self.default.is_none()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct ComponentDef {
-    source: String,
-    build: Option<Build>,
-    description: Option<String>,
-    #[serde(default)]
-    sqlite_databases: Vec<String>,
-    #[serde(default)]
-    key_value_stores: Vec<String>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    #[serde(default)]
-    files: Vec<FileMountDef>,
-    #[serde(default)]
-    environment: BTreeMap<String, String>,
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
-    /// `[component.<id>.tool.<tool>]`: settings of tools, not of Spin (a locked app
-    /// does not carry them). Only spin-test's is read.
-    #[serde(default)]
-    tool: BTreeMap<String, toml::Value>,
-    /// Whatever else the component says (a field this parser does not read).
-    #[serde(flatten)]
-    other: BTreeMap<String, toml::Value>,
-}
-
-/// A `files` entry: a path, or `{ source, destination }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum FileMountDef {
-    Path(String),
-    Mapped { source: String, destination: String },
-}
-
-/// `[component.<id>.build]`; serialized as Spin's manifest schema writes it (the image's
-/// locked app carries it in each component's metadata).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Build {
-    pub command: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub watch: Vec<String>,
-}
+pub use spin_manifest::{Application, Build, Trigger, Variable};
 
 /// `[component.<id>.tool.spin-test]`: the component's tests, in spin-test's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,12 +17,6 @@ pub struct SpinTest {
     pub package: String,
     /// Where the built test component goes, relative to the manifest.
     pub source: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-struct SpinTestDef {
-    source: String,
-    build: String,
 }
 
 /// A component of spin.toml that this workspace builds.
@@ -145,7 +40,7 @@ pub struct Component {
     pub variables: BTreeMap<String, String>,
     /// Its component tests, if it has any.
     pub spin_test: Option<SpinTest>,
-    /// Fields of the component this parser does not read, which the image refuses
+    /// Fields of the component that xtask does not read, which the image refuses
     /// rather than drop (e.g. `dependencies`, `exclude_files`).
     pub unread: Vec<String>,
 }
@@ -156,17 +51,6 @@ pub struct Component {
 pub struct FileMount {
     pub source: PathBuf,
     pub destination: String,
-}
-
-/// A trigger: which component it runs, and the rest of its table (route, channel…).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trigger {
-    /// `http`, `redis`…
-    pub trigger_type: String,
-    /// Its `id`, when spin.toml gives one.
-    pub id: Option<String>,
-    pub component: String,
-    pub config: toml::Table,
 }
 
 pub struct SpinApp {
@@ -184,49 +68,33 @@ pub struct SpinApp {
 
 /// Reads a manifest (`spin.toml`, or a test app's).
 pub fn load(path: &Path) -> Result<SpinApp> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut app = parse(&text).with_context(|| format!("in {}", path.display()))?;
+    let manifest = spin_manifest::load(path)?;
+    let mut app = of(manifest).with_context(|| format!("in {}", path.display()))?;
     app.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(app)
 }
 
+#[cfg(test)]
 fn parse(text: &str) -> Result<SpinApp> {
-    let manifest: Manifest = toml::from_str(text)?;
-    let mut components: Vec<(usize, Component)> = manifest
-        .component
-        .into_iter()
-        .map(|(id, def)| Ok((def.span().start, component(id, def.into_inner())?)))
-        .collect::<Result<_>>()?;
-    components.sort_by_key(|(place, _)| *place);
-    let variables = manifest
-        .variables
-        .into_iter()
-        .map(|(name, def)| {
-            let variable = Variable {
-                default: def.default,
-                secret: def.secret,
-                description: def.description,
-            };
-            if def.required == variable.default.is_some() {
-                bail!("variable `{name}` must either be `required` or have a `default`");
-            }
-            Ok((name, variable))
-        })
-        .collect::<Result<_>>()?;
+    of(spin_manifest::parse(text)?)
+}
+
+fn of(manifest: spin_manifest::Manifest) -> Result<SpinApp> {
     Ok(SpinApp {
         dir: PathBuf::new(),
         application: manifest.application,
-        variables,
-        triggers: triggers(manifest.trigger)?,
-        components: components
+        variables: manifest.variables,
+        triggers: manifest.triggers,
+        components: manifest
+            .components
             .into_iter()
-            .map(|(_, component)| component)
-            .collect(),
+            .map(component)
+            .collect::<Result<_>>()?,
     })
 }
 
-fn component(id: String, def: ComponentDef) -> Result<Component> {
+fn component(def: spin_manifest::Component) -> Result<Component> {
+    let id = def.id;
     let build = def
         .build
         .ok_or_else(|| anyhow!("[component.{id}] has no build command"))?;
@@ -236,26 +104,38 @@ fn component(id: String, def: ComponentDef) -> Result<Component> {
             build.command
         )
     })?;
-    let spin_test = match def.tool.get("spin-test") {
+    let spin_test = match def.spin_test {
         None => None,
-        Some(section) => {
-            let spin_test = SpinTestDef::deserialize(section.clone())
-                .with_context(|| format!("[component.{id}.tool.spin-test]"))?;
-            let package = package_of(&spin_test.build).ok_or_else(|| {
+        Some(spin_test) => {
+            let build = spin_test.build.as_deref().unwrap_or_default();
+            let package = package_of(build).ok_or_else(|| {
                 anyhow!(
-                    "[component.{id}.tool.spin-test] build names no `--package <crate>`: {}",
-                    spin_test.build
+                    "[component.{id}.tool.spin-test] build names no `--package <crate>`: {build}"
                 )
             })?;
             Some(SpinTest {
                 package,
-                source: PathBuf::from(spin_test.source),
+                source: spin_test.source,
             })
         }
     };
+    let unread = [
+        ("exclude_files", !def.exclude_files.is_empty()),
+        ("allowed_http_hosts", !def.allowed_http_hosts.is_empty()),
+        ("ai_models", !def.ai_models.is_empty()),
+        (
+            "dependencies_inherit_configuration",
+            def.dependencies_inherit_configuration.is_some(),
+        ),
+        ("dependencies", def.dependencies.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, is_given)| *is_given)
+    .map(|(field, _)| field.to_owned())
+    .collect();
     Ok(Component {
         package,
-        source: PathBuf::from(def.source),
+        source: def.source,
         build,
         description: def.description,
         databases: def.sqlite_databases,
@@ -265,76 +145,28 @@ fn component(id: String, def: ComponentDef) -> Result<Component> {
         environment: def.environment,
         variables: def.variables,
         spin_test,
-        unread: def.other.into_keys().collect(),
+        unread,
         id,
     })
 }
 
 /// A path mount is seen at the same path in the guest; a mapped one at `destination`.
-fn file_mount(def: FileMountDef) -> FileMount {
+fn file_mount(def: spin_manifest::FileMount) -> FileMount {
     let (source, destination) = match def {
-        FileMountDef::Path(path) => (path.clone(), path),
-        FileMountDef::Mapped {
+        spin_manifest::FileMount::Pattern(path) => (PathBuf::from(&path), path),
+        spin_manifest::FileMount::Mapping {
             source,
             destination,
         } => (source, destination),
     };
     FileMount {
-        source: PathBuf::from(source),
+        source,
         destination: destination
             .trim_start_matches("./")
             .trim_start_matches('/')
             .trim_end_matches('/')
             .to_owned(),
     }
-}
-
-/// The triggers in the order of the file: types by their first trigger, then each
-/// type's own order (as Spin's manifest, an ordered map of arrays, keeps them).
-fn triggers(by_type: BTreeMap<String, Vec<Spanned<toml::Table>>>) -> Result<Vec<Trigger>> {
-    let mut types: Vec<(usize, String, Vec<Spanned<toml::Table>>)> = by_type
-        .into_iter()
-        .map(|(trigger_type, tables)| {
-            let first = tables
-                .iter()
-                .map(|table| table.span().start)
-                .min()
-                .unwrap_or(usize::MAX);
-            (first, trigger_type, tables)
-        })
-        .collect();
-    types.sort_by_key(|(first, _, _)| *first);
-    let mut triggers = Vec::new();
-    for (_, trigger_type, tables) in types {
-        for table in tables {
-            triggers.push(trigger(&trigger_type, table.into_inner())?);
-        }
-    }
-    Ok(triggers)
-}
-
-fn trigger(trigger_type: &str, mut config: toml::Table) -> Result<Trigger> {
-    let id = match config.remove("id") {
-        None => None,
-        Some(toml::Value::String(id)) => Some(id),
-        Some(other) => {
-            bail!("a [[trigger.{trigger_type}]] has an `id` that is not a string: {other}")
-        }
-    };
-    let component = match config.remove("component") {
-        Some(toml::Value::String(component)) => component,
-        Some(_) => bail!(
-            "a [[trigger.{trigger_type}]] defines its component inline; \
-             name a [component.<id>] instead"
-        ),
-        None => bail!("a [[trigger.{trigger_type}]] names no `component`"),
-    };
-    Ok(Trigger {
-        trigger_type: trigger_type.to_owned(),
-        id,
-        component,
-        config,
-    })
 }
 
 fn package_of(command: &str) -> Option<String> {
@@ -387,9 +219,9 @@ mod tests {
         );
         let redis_url = &app.variables["redis_url"];
         assert_eq!(redis_url.default.as_deref(), Some("redis://127.0.0.1:6379"));
-        assert!(!redis_url.required() && !redis_url.secret);
+        assert!(!redis_url.is_required() && !redis_url.secret);
         let jwt_key = &app.variables["jwt_key"];
-        assert!(jwt_key.required() && jwt_key.secret);
+        assert!(jwt_key.is_required() && jwt_key.secret);
     }
 
     #[test]
@@ -442,6 +274,9 @@ mod tests {
     fn a_build_command_without_a_package_is_an_error() {
         let err = parse(
             r#"
+            spin_manifest_version = 2
+            [application]
+            name = "x"
             [component.auth]
             source = "auth.wasm"
             [component.auth.build]
@@ -455,9 +290,12 @@ mod tests {
 
     #[test]
     fn a_variable_both_required_and_defaulted_is_an_error() {
-        let err = parse("[variables]\nx = { required = true, default = \"1\" }\n")
-            .err()
-            .unwrap();
+        let err = parse(
+            "spin_manifest_version = 2\n[application]\nname = \"x\"\n\
+             [variables]\nx = { required = true, default = \"1\" }\n",
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("`x`"), "{err}");
     }
 
@@ -465,6 +303,9 @@ mod tests {
     fn triggers_keep_the_order_of_the_file_and_their_settings() {
         let app = parse(
             r#"
+            spin_manifest_version = 2
+            [application]
+            name = "x"
             [[trigger.redis]]
             channel = "a"
             component = "events"
@@ -475,6 +316,12 @@ mod tests {
             [[trigger.redis]]
             channel = "b"
             component = "events"
+            [component.events]
+            source = "events.wasm"
+            build = { command = "cargo build -p events" }
+            [component.web]
+            source = "web.wasm"
+            build = { command = "cargo build -p web" }
             "#,
         )
         .unwrap();
@@ -508,16 +355,22 @@ mod tests {
 
     #[test]
     fn an_inline_trigger_component_is_refused() {
-        let err = parse("[[trigger.http]]\nroute = \"/\"\ncomponent = { source = \"a.wasm\" }\n")
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("inline"), "{err}");
+        let err = parse(
+            "spin_manifest_version = 2\n[application]\nname = \"x\"\n\
+             [[trigger.http]]\nroute = \"/\"\ncomponent = { source = \"a.wasm\" }\n",
+        )
+        .err()
+        .unwrap();
+        assert!(format!("{err:#}").contains("inline"), "{err:#}");
     }
 
     #[test]
     fn file_mounts_say_where_the_guest_sees_them_and_unread_fields_are_kept() {
         let app = parse(
             r#"
+            spin_manifest_version = 2
+            [application]
+            name = "x"
             [component.web]
             source = "web.wasm"
             files = [{ source = "target/web", destination = "/" }, "static/logo.svg",

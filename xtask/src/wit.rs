@@ -43,7 +43,7 @@ impl AppWit {
         let world_id = self.resolve.select_world(&[self.package], Some(world))?;
         let bytes =
             std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
-        let component = componentize(&bytes)?;
+        let component = componentize::componentize(&bytes)?;
         wit_component::targets(&self.resolve, world_id, &component, true)
             .with_context(|| format!("{} does not target world `{world}`", module.display()))?;
         imports_of(&component)
@@ -79,17 +79,6 @@ fn sdk_resolve(project: &Project) -> Result<(Resolve, sdk_wit::SdkWit)> {
         .push_dir(&sdk.dir)
         .with_context(|| format!("reading the WIT of {} {}", sdk_wit::SDK, sdk.version))?;
     Ok((resolve, sdk))
-}
-
-fn componentize(module: &[u8]) -> Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(module)?
-        .adapter(
-            "wasi_snapshot_preview1",
-            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-        )?
-        .encode()
 }
 
 fn imports_of(component: &[u8]) -> Result<Vec<String>> {

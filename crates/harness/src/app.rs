@@ -489,28 +489,15 @@ impl Logs {
 /// A runtime config that puts every named SQLite database of the manifest (but
 /// `default`, which lives in the state directory) into `dir`, then `extra`.
 fn write_runtime_config(manifest: &Path, dir: &Path, extra: &str) -> PathBuf {
-    let text = std::fs::read_to_string(manifest)
-        .unwrap_or_else(|err| panic!("cannot read {}: {err}", manifest.display()));
-    let parsed: toml::Table = toml::from_str(&text)
-        .unwrap_or_else(|err| panic!("{} is not TOML: {err}", manifest.display()));
-    let mut databases = BTreeSet::new();
-    if let Some(components) = parsed.get("component").and_then(toml::Value::as_table) {
-        for component in components.values() {
-            if let Some(names) = component
-                .get("sqlite_databases")
-                .and_then(toml::Value::as_array)
-            {
-                databases.extend(
-                    names
-                        .iter()
-                        .filter_map(toml::Value::as_str)
-                        .map(str::to_owned),
-                );
-            }
-        }
-    }
+    let manifest = spin_manifest::load(manifest).unwrap_or_else(|err| panic!("{err:#}"));
+    let databases: BTreeSet<&str> = manifest
+        .components
+        .iter()
+        .flat_map(|component| &component.sqlite_databases)
+        .map(String::as_str)
+        .collect();
     let mut config = String::new();
-    for name in databases.iter().filter(|name| *name != "default") {
+    for name in databases.into_iter().filter(|name| *name != "default") {
         // Absolute: Spin resolves a relative path against its working directory, which
         // differs between an app and its replicas.
         let path = toml::Value::String(dir.join(format!("{name}.db")).display().to_string());

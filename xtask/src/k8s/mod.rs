@@ -217,7 +217,7 @@ impl Facts {
             variables: app
                 .variables
                 .iter()
-                .map(|(name, variable)| (name.clone(), variable.required()))
+                .map(|(name, variable)| (name.clone(), variable.is_required()))
                 .collect(),
             user_secrets,
         })

@@ -4,7 +4,7 @@ use bus::{Bus, OrderStatus};
 use common::ApiError;
 use common::clock::Time;
 use common::db::Migrations;
-use common::price::Price;
+use contract::price::Price;
 use spin_sdk::sqlite::{Connection, Row, Value};
 
 use crate::domain::{Order, TicketCopy};

@@ -4,7 +4,7 @@
 
 use bus::{OrderCancelled, OrderCreated, OrderStatus, OrderedTicket, TicketRef};
 use common::clock::Time;
-use common::price::Price;
+use contract::price::Price;
 
 /// The payment window when `order_expiration_seconds` is not set.
 pub const DEFAULT_EXPIRATION_SECONDS: u64 = 900;

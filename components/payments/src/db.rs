@@ -3,7 +3,7 @@
 use bus::{Bus, OrderStatus};
 use common::ApiError;
 use common::db::Migrations;
-use common::price::Price;
+use contract::price::Price;
 use spin_sdk::sqlite::{Connection, Row, Value};
 
 use crate::domain::{OrderCopy, Payment, PaymentStatus};

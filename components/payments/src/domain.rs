@@ -3,7 +3,7 @@
 
 use bus::OrderStatus;
 use common::ApiError;
-use common::price::Price;
+use contract::price::Price;
 
 /// How long a payment is marked busy while one invocation waits for the provider: more
 /// than the longest the wait can take (connect + first byte + the body), so neither a

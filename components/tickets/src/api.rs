@@ -1,8 +1,8 @@
 //! Thin HTTP handlers of the tickets service (API.md, "tickets").
 
-use common::price::Listing;
 use common::{ApiError, Validator, json_response, respond, session};
 use contract::http::{self, Sent, TicketForm};
+use contract::price::Listing;
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::db::{self, BUS};

@@ -3,8 +3,8 @@
 //! API's ticket body is `contract::http::Ticket`.
 
 use bus::{TicketCreated, TicketUpdated};
-pub use common::price::Price;
 use common::required;
+pub use contract::price::Price;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;

@@ -10,8 +10,6 @@ pub mod clock;
 pub mod db;
 mod error;
 mod http;
-/// Prices are the contract's (`contract::price`), here where the services read them.
-pub use contract::price;
 pub mod session;
 mod validation;
 

@@ -15,8 +15,8 @@
 use anyhow::anyhow;
 use bus::{Bus, Listener, Received, TicketCreated, TicketUpdated, Tx};
 use common::db::Migrations;
-use common::price::Price;
 use common::{ApiError, json_response, respond};
+use contract::price::Price;
 use serde_json::{Value as Json, json};
 use spin_sdk::http::{IncomingRequest, Params, Request, Response, Router};
 use spin_sdk::sqlite::Value;

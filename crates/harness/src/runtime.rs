@@ -4,7 +4,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Once, OnceLock};
 
 /// The variable that names the Spin binary the tests run on.
@@ -70,46 +69,13 @@ fn find_spin() -> Result<Option<PathBuf>, String> {
     match std::env::var_os(SPIN_VARIABLE).filter(|value| !value.is_empty()) {
         Some(named) => {
             let spin = PathBuf::from(named);
-            spin_version(&spin)
+            spin_version::check(&spin)
                 .map(|_| Some(spin.clone()))
                 .map_err(|why| format!("{SPIN_VARIABLE}={}: {why}", spin.display()))
         }
-        None => Ok(spin_version(Path::new("spin"))
+        None => Ok(spin_version::check("spin")
             .ok()
             .map(|_| PathBuf::from("spin"))),
-    }
-}
-
-/// The version `spin --version` reports, when it is 3.6 or newer; else why not.
-fn spin_version(spin: &Path) -> Result<String, String> {
-    let output = Command::new(spin)
-        .arg("--version")
-        .output()
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => format!("no such file ({err})"),
-            std::io::ErrorKind::PermissionDenied => format!("not executable ({err})"),
-            _ => format!("cannot be run ({err})"),
-        })?;
-    if !output.status.success() {
-        return Err(format!(
-            "`--version` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    // "spin 3.6.3 (88d51cf1 2026-04-09)"
-    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let number = text
-        .strip_prefix("spin ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .ok_or_else(|| format!("`--version` printed {text:?}, not `spin <version>`"))?;
-    let mut parts = number.split('.').map(|part| part.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) if (major, minor) >= (3, 6) => Ok(text),
-        (Some(_), Some(_)) => Err(format!("it is {text}; the tests need Spin 3.6 or newer")),
-        _ => Err(format!(
-            "`--version` printed {text:?}, not `spin <version>`"
-        )),
     }
 }
 

@@ -21,6 +21,7 @@ use bus::{Envelope, Event, OrderCreated, OrderedTicket};
 use bytes::Bytes;
 use common::clock::{Time, now_ms};
 use common::session::{self, CurrentUser};
+use common::trace::TraceContext;
 use common::{ApiError, Validator};
 use contract::http::{
     Credentials, CurrentUserAnswer, NewOrder, Order, OrderTicket, Sent, Ticket, User,
@@ -333,10 +334,14 @@ fn create_order(
     if inserted.is_none() {
         return Err(ApiError::BadRequest("Ticket is already reserved".into()));
     }
+    // The bench's requests carry no `traceparent`: the service starts a trace, so here too.
+    let context = TraceContext::start()?;
     let envelope = Envelope {
         id: common::new_id()?,
         occurred_at: Time::now().to_string(),
         source: "orders".into(),
+        traceparent: Some(context.traceparent().to_owned()),
+        tracestate: None,
         event: Event::OrderCreated(OrderCreated {
             id: order.id.clone(),
             version: order.version,

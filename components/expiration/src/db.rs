@@ -3,6 +3,7 @@
 use bus::Bus;
 use common::ApiError;
 use common::db::Migrations;
+use common::trace::TraceContext;
 use spin_sdk::sqlite::{Connection, Value};
 
 pub const DATABASE: &str = "expiration";
@@ -21,6 +22,12 @@ pub const MIGRATIONS: Migrations = &[
     ],
     // 3: outbox rows claimed by one relay at a time, with their relay numbers.
     bus::RELAY_CLAIMS,
+    // 4: the trace context of the order's `order:created`, which its
+    // `expiration:complete` carries on (NULL for expiries scheduled before).
+    &[
+        "ALTER TABLE expirations ADD COLUMN traceparent TEXT",
+        "ALTER TABLE expirations ADD COLUMN tracestate TEXT",
+    ],
 ];
 
 /// expiration on the event bus.
@@ -34,27 +41,55 @@ pub fn open() -> Result<Connection, ApiError> {
     BUS.open()
 }
 
-/// Schedules an order's expiry (once: a second `order:created` changes nothing).
-pub fn schedule(conn: &Connection, order_id: &str, expires_ms: i64) -> Result<(), ApiError> {
+/// Schedules an order's expiry, with the trace it belongs to (once: a second
+/// `order:created` changes nothing).
+pub fn schedule(
+    conn: &Connection,
+    order_id: &str,
+    expires_ms: i64,
+    trace: Option<&TraceContext>,
+) -> Result<(), ApiError> {
+    let text =
+        |value: Option<&str>| value.map_or(Value::Null, |value| Value::Text(value.to_owned()));
     conn.execute(
-        "INSERT INTO expirations (order_id, expires_ms) VALUES (?, ?)
+        "INSERT INTO expirations (order_id, expires_ms, traceparent, tracestate)
+         VALUES (?, ?, ?, ?)
          ON CONFLICT (order_id) DO NOTHING",
-        &[Value::Text(order_id.to_owned()), Value::Integer(expires_ms)],
+        &[
+            Value::Text(order_id.to_owned()),
+            Value::Integer(expires_ms),
+            text(trace.map(TraceContext::traceparent)),
+            text(trace.and_then(TraceContext::tracestate)),
+        ],
     )?;
     Ok(())
 }
 
-/// Marks every expiry due at `now_ms` as expired and returns their orders.
-pub fn take_due(conn: &Connection, now_ms: i64) -> Result<Vec<String>, ApiError> {
+/// An expiry that fell due: the order, and the trace its expiry belongs to.
+pub struct Due {
+    pub order_id: String,
+    pub trace: Option<TraceContext>,
+}
+
+/// Marks every expiry due at `now_ms` as expired and returns them.
+pub fn take_due(conn: &Connection, now_ms: i64) -> Result<Vec<Due>, ApiError> {
     let result = conn.execute(
         "UPDATE expirations SET expired_ms = ?1
          WHERE expired_ms IS NULL AND expires_ms <= ?1
-         RETURNING order_id",
+         RETURNING order_id, traceparent, tracestate",
         &[Value::Integer(now_ms)],
     )?;
     Ok(result
         .rows()
-        .filter_map(|row| row.get::<&str>("order_id").map(str::to_owned))
+        .filter_map(|row| {
+            let trace = row
+                .get::<&str>("traceparent")
+                .and_then(|parent| TraceContext::parse(parent, row.get::<&str>("tracestate")));
+            row.get::<&str>("order_id").map(|order_id| Due {
+                order_id: order_id.to_owned(),
+                trace,
+            })
+        })
         .collect())
 }
 

@@ -4,6 +4,7 @@ use bus::ExpirationComplete;
 use bus::alarm::Alarm;
 use common::ApiError;
 use common::clock::now_ms;
+use common::trace;
 
 use crate::db::{self, BUS};
 
@@ -34,9 +35,11 @@ pub fn run() -> Result<Swept, ApiError> {
         rounds += 1;
         published += BUS.transaction(&conn, |tx| {
             let due = db::take_due(tx, now_ms())?;
-            for order_id in &due {
+            for expiry in &due {
+                // Each expiry goes out in the trace of its order.
+                let _context = trace::enter(expiry.trace.clone());
                 tx.publish(ExpirationComplete {
-                    order_id: order_id.clone(),
+                    order_id: expiry.order_id.clone(),
                 })?;
             }
             Ok(due.len())

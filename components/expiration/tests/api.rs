@@ -124,6 +124,41 @@ fn an_unpaid_order_is_cancelled_after_the_window_never_before() {
 }
 
 #[test]
+fn an_expiry_goes_out_in_the_trace_of_its_order() {
+    on_every_runtime(spawn, |app| {
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
+        let reply = seller.post_json("/api/tickets", &json!({"title": "concert", "price": 15}));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let ticket = reply.json();
+        let placed_in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let reply = eventually("the ticket to be orderable", WAIT, || {
+            let reply = buyer.post_json_with(
+                "/api/orders",
+                &json!({"ticketId": ticket["id"]}),
+                &[
+                    ("traceparent", placed_in),
+                    ("tracestate", "congo=t61rcWkgMzE"),
+                ],
+            );
+            (reply.status != 404).then_some(reply)
+        });
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let order = reply.json();
+        wait_for_status(&buyer, &order, "cancelled");
+        let expiry = app
+            .redis()
+            .stream("events:expiration:complete")
+            .into_iter()
+            .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap())
+            .find(|envelope| envelope["data"]["orderId"] == order["id"])
+            .expect("the order's expiration:complete");
+        assert_eq!(expiry["traceparent"], placed_in);
+        assert_eq!(expiry["tracestate"], "congo=t61rcWkgMzE");
+    });
+}
+
+#[test]
 fn a_paid_or_cancelled_order_is_not_cancelled_by_its_expiry() {
     on_every_runtime(spawn, |app| {
         let seller = app.signed_up("seller");

@@ -354,3 +354,87 @@ fn a_paid_order_is_complete_and_neither_expires_nor_cancels() {
         assert_eq!(ticket_now(app, &ticket)["orderId"], order["id"]);
     });
 }
+
+/// The envelopes on `subject`'s stream, oldest first.
+fn envelopes(app: &App, subject: &str) -> Vec<Value> {
+    app.redis()
+        .stream(&format!("events:{subject}"))
+        .into_iter()
+        .map(|(_, fields)| serde_json::from_str(&fields[0].1).expect("an envelope"))
+        .collect()
+}
+
+/// The first envelope on `subject`'s stream that `matches`, once there is one.
+fn envelope_where(app: &App, subject: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    eventually(&format!("a matching {subject}"), WAIT, || {
+        envelopes(app, subject).into_iter().find(&matches)
+    })
+}
+
+#[test]
+fn events_carry_on_the_trace_context_of_what_caused_them() {
+    on_every_runtime(spawn, |app| {
+        let seller = app.signed_up("seller");
+        let buyer = app.signed_up("buyer");
+        let ticket = ticket_for_sale(&seller, "concert");
+        // Listed without a traceparent: the event starts a trace of its own, which the
+        // request's log line names.
+        let listed = envelope_where(app, "ticket:created", |e| e["data"]["id"] == ticket["id"]);
+        let own = listed["traceparent"]
+            .as_str()
+            .expect("a traceparent")
+            .to_owned();
+        assert_eq!(
+            (own.len(), &own[..3], &own[52..]),
+            (55, "00-", "-01"),
+            "{own}"
+        );
+        app.wait_for_log("the listing's line with its trace", |line| {
+            line.contains("POST /api/tickets -> 201")
+                && line.contains(&format!("trace {}", &own[3..35]))
+        });
+
+        // An order placed in a trace: its order:created, and the ticket:updated tickets
+        // publishes on it, carry that context.
+        let placed_in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let reply = eventually("the ticket to be orderable", WAIT, || {
+            let reply = buyer.post_json_with(
+                "/api/orders",
+                &json!({"ticketId": ticket["id"]}),
+                &[
+                    ("traceparent", placed_in),
+                    ("tracestate", "congo=t61rcWkgMzE"),
+                ],
+            );
+            (reply.status != 404).then_some(reply)
+        });
+        assert_eq!(reply.status, 201, "{}", reply.text());
+        let order = reply.json();
+        let created = envelope_where(app, "order:created", |e| e["data"]["id"] == order["id"]);
+        assert_eq!(created["traceparent"], placed_in);
+        assert_eq!(created["tracestate"], "congo=t61rcWkgMzE");
+        let reserved = envelope_where(app, "ticket:updated", |e| {
+            e["data"]["orderId"] == order["id"]
+        });
+        assert_eq!(reserved["traceparent"], placed_in);
+        assert_eq!(reserved["tracestate"], "congo=t61rcWkgMzE");
+
+        // Its expiry, in the trace expiration keeps for it: the cancellation, and the
+        // release of the ticket that follows it, carry that one on.
+        let expired_in = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut expiry = event(
+            "expiration:complete",
+            "expiry-traced",
+            json!({"orderId": order["id"]}),
+        );
+        expiry["traceparent"] = json!(expired_in);
+        app.redis().publish_event(&expiry);
+        let cancelled = envelope_where(app, "order:cancelled", |e| e["data"]["id"] == order["id"]);
+        assert_eq!(cancelled["traceparent"], expired_in);
+        assert!(cancelled.get("tracestate").is_none(), "{cancelled}");
+        let released = envelope_where(app, "ticket:updated", |e| {
+            e["data"]["id"] == ticket["id"] && e["data"]["version"] == 2
+        });
+        assert_eq!(released["traceparent"], expired_in);
+    });
+}

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use common::ApiError;
 use common::clock::now_ms;
+use common::trace::{self, TraceContext};
 use serde::Deserialize;
 use spin_sdk::redis::RedisResult;
 use spin_sdk::sqlite::{Connection, Value};
@@ -60,6 +61,9 @@ pub struct Received<T> {
     pub occurred_at: String,
     /// The service that published it.
     pub source: String,
+    /// Its trace context (current while the handler runs, so what the handler
+    /// publishes carries it on); None for an envelope without one.
+    pub trace: Option<TraceContext>,
     pub data: T,
 }
 
@@ -112,6 +116,7 @@ impl Listener {
                         id: envelope.id,
                         occurred_at: envelope.occurred_at,
                         source: envelope.source,
+                        trace: trace::current(),
                         data,
                     },
                 )
@@ -502,7 +507,20 @@ impl<'a> Session<'a> {
                 ));
             }
         };
-        let about = format!("id {} from {}", envelope.id, envelope.source);
+        // The handler's work, and the events it publishes, carry on the event's trace.
+        let context = envelope
+            .traceparent
+            .as_deref()
+            .and_then(|parent| TraceContext::parse(parent, envelope.tracestate.as_deref()));
+        let about = match &context {
+            Some(context) => format!(
+                "id {} from {} trace {}",
+                envelope.id,
+                envelope.source,
+                context.trace_id()
+            ),
+            None => format!("id {} from {}", envelope.id, envelope.source),
+        };
         if envelope.event.subject() != subject {
             let error = format!(
                 "a `{}` event on the stream of `{subject}`",
@@ -525,6 +543,7 @@ impl<'a> Session<'a> {
         };
         let conn = self.conn()?;
         let event_id = envelope.id.clone();
+        let _context = trace::enter(context);
         let outcome = self.listener.bus.commit(conn, |tx| {
             if !record_in_inbox(tx, &event_id, subject)? {
                 return Ok(Outcome::Duplicate);

@@ -154,6 +154,7 @@ pub mod tick;
 use common::ApiError;
 use common::clock;
 use common::db::Migrations;
+use common::trace;
 use spin_sdk::sqlite::Connection;
 use std::cell::RefCell;
 use std::ops::Deref;
@@ -278,14 +279,18 @@ pub struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    /// Writes `data` to the outbox as a new event from this service; it goes out only
-    /// if the transaction commits.
+    /// Writes `data` to the outbox as a new event from this service, with the current
+    /// trace context (`common::trace`: the request's, or the handled event's; a new
+    /// trace when there is none); it goes out only if the transaction commits.
     pub fn publish(&self, data: impl EventData) -> Result<(), ApiError> {
+        let context = trace::current_or_start()?;
         let envelope = Envelope {
             id: common::new_id()?,
             occurred_at: clock::Time::now().to_string(),
             source: self.bus.service.to_owned(),
             event: data.into_event(),
+            traceparent: Some(context.traceparent().to_owned()),
+            tracestate: context.tracestate().map(str::to_owned),
         };
         outbox::write(self.conn, &envelope)?;
         self.published.borrow_mut().push(envelope.id);

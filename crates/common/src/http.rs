@@ -5,6 +5,7 @@ use std::time::Instant;
 use spin_sdk::http::{IncomingRequest, Method, Request, Response, Router};
 
 use crate::ApiError;
+use crate::trace::{self, TraceContext};
 
 /// The largest request body a service reads (API.md: more gets 413).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -12,7 +13,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Serves one request: reads its body (at most [`MAX_BODY_BYTES`], refusing more with
 /// 413 before reading it all; a GET's or HEAD's is not read, below), hands it to
 /// `router`, and logs
-/// `<METHOD> <path> -> <status> in <ms> ms`: never the query, cookies or bodies.
+/// `<METHOD> <path> -> <status> in <ms> ms[ trace <id>]`: never the query, cookies or
+/// bodies.
 pub async fn serve(incoming: IncomingRequest, router: &Router) -> Response {
     let started = Instant::now();
     let method = incoming.method().to_string();
@@ -23,14 +25,21 @@ pub async fn serve(incoming: IncomingRequest, router: &Router) -> Response {
             None => target,
         })
         .unwrap_or_else(|| "/".to_owned());
-    let response = match read(incoming).await {
+    let request = read(incoming).await;
+    // The events this request publishes carry its trace context (crate::trace).
+    let _context = trace::enter(request.as_ref().ok().and_then(|request| {
+        let header = |name| request.header(name).and_then(|value| value.as_str());
+        TraceContext::parse(header("traceparent")?, header("tracestate"))
+    }));
+    let response = match request {
         Ok(request) => router.handle_async(request).await,
         Err(err) => err.into_response(),
     };
     crate::log!(
-        "{method} {path} -> {} in {:.1} ms",
+        "{method} {path} -> {} in {:.1} ms{}",
         response.status(),
-        started.elapsed().as_secs_f64() * 1000.0
+        started.elapsed().as_secs_f64() * 1000.0,
+        trace::log_suffix()
     );
     response
 }

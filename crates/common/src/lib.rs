@@ -11,6 +11,7 @@ pub mod db;
 mod error;
 mod http;
 pub mod session;
+pub mod trace;
 mod validation;
 
 pub use body::{json_body, json_body_from};

@@ -31,6 +31,8 @@ mod tests {
             occurred_at: "2026-11-23T10:15:00.000Z".into(),
             source: "tickets".into(),
             event,
+            traceparent: None,
+            tracestate: None,
         }
     }
 
@@ -64,6 +66,31 @@ mod tests {
         }));
         let text = serde_json::to_string(&whole).unwrap();
         assert!(text.contains(r#""price":20.0,"#), "{text}");
+    }
+
+    #[test]
+    fn the_trace_context_is_top_level_and_optional() {
+        let traced = Envelope {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            tracestate: Some("congo=t61rcWkgMzE".into()),
+            ..envelope(Event::ExpirationComplete(ExpirationComplete {
+                order_id: "o1".into(),
+            }))
+        };
+        let json: Value = serde_json::to_value(&traced).unwrap();
+        assert_eq!(
+            json["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(json["tracestate"], "congo=t61rcWkgMzE");
+        assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), traced);
+        // Without one, nothing is written, and an envelope without one reads.
+        let plain = envelope(Event::ExpirationComplete(ExpirationComplete {
+            order_id: "o1".into(),
+        }));
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("traceparent").is_none() && json.get("tracestate").is_none());
+        assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), plain);
     }
 
     #[test]

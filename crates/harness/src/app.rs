@@ -29,6 +29,7 @@ pub struct AppBuilder {
     manifest: PathBuf,
     runtime: Runtime,
     variables: BTreeMap<String, String>,
+    environment: BTreeMap<String, String>,
     redis: Option<Redis>,
     runtime_config_extra: String,
     host_cache_dir: Option<PathBuf>,
@@ -69,6 +70,14 @@ impl AppBuilder {
         self
     }
 
+    /// An environment variable of the app's process (the runtime's, not a component's:
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, say). The tests' own `OTEL_*` variables are not
+    /// passed on: a test exports traces only when it says so.
+    pub fn env(mut self, name: &str, value: &str) -> AppBuilder {
+        self.environment.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
     /// Leaves `name` to the manifest's default: for the variables the harness gives
     /// unless told otherwise (`payment_provider`).
     pub fn without_variable(mut self, name: &str) -> AppBuilder {
@@ -103,6 +112,7 @@ impl AppBuilder {
             runtime: self.runtime,
             manifest: self.manifest,
             variables: self.variables,
+            environment: self.environment,
             runtime_config,
             sqlite_dir: dir.path().to_path_buf(),
             host_cache_dir: self.host_cache_dir,
@@ -118,6 +128,7 @@ struct Launch {
     runtime: Runtime,
     manifest: PathBuf,
     variables: BTreeMap<String, String>,
+    environment: BTreeMap<String, String>,
     runtime_config: PathBuf,
     /// Where the runtime config puts the SQLite files.
     sqlite_dir: PathBuf,
@@ -163,10 +174,12 @@ impl Launch {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SPIN_VARIABLE_") {
+            let text = name.to_string_lossy();
+            if text.starts_with("SPIN_VARIABLE_") || text.starts_with("OTEL_") {
                 command.env_remove(name);
             }
         }
+        command.envs(&self.environment);
         for (name, value) in &self.variables {
             command.env(
                 format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
@@ -273,6 +286,7 @@ impl App {
             manifest: manifest.into(),
             runtime: Runtime::Host,
             variables: BTreeMap::from([("payment_provider".to_owned(), "sandbox".to_owned())]),
+            environment: BTreeMap::new(),
             redis: None,
             runtime_config_extra: String::new(),
             host_cache_dir: None,

@@ -73,6 +73,15 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body))
     }
 
+    /// A POST of JSON with more headers (`traceparent`, say).
+    pub fn post_json_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(self.url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request)
+    }
+
     pub fn put_json(&self, path: &str, body: &Value) -> Reply {
         self.send(self.http.put(self.url(path)).json(body))
     }

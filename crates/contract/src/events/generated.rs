@@ -147,8 +147,9 @@ pub enum Event {
     PaymentCreated(PaymentCreated),
 }
 
-/// What travels on the wire: `{id, subject, occurredAt, source, data}` in JSON,
-/// where `subject` and `data` are the case and payload of `event`.
+/// What travels on the wire: `{id, subject, occurredAt, source, data, traceparent?,
+/// tracestate?}` in JSON, where `subject` and `data` are the case and payload of
+/// `event`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
@@ -159,6 +160,17 @@ pub struct Envelope {
     pub source: String,
     #[serde(flatten)]
     pub event: Event,
+    /// The W3C trace context of the work that published the event
+    /// (`00-<trace id>-<parent span id>-<flags>`), named as CloudEvents'
+    /// distributed-tracing extension names it. Written with the outbox row, relayed
+    /// unchanged; a handler's own events carry on the one of the event it handles,
+    /// so one trace id follows an order through every service. Optional: an
+    /// envelope without it is valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that came with `traceparent`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// Every subject, in the order of `event` in the WIT.

@@ -15,6 +15,7 @@ mod setup;
 mod spin;
 mod test;
 mod toolchain;
+mod traces;
 mod up;
 mod web;
 mod wit;
@@ -47,6 +48,11 @@ cargo xtask <command>
   screenshots run the browser tests and keep their screenshots in docs/screenshots/
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host
+  traces      a local OTLP receiver (PyPI's oteltap, fetched on first use) that
+              `up` exports the app's traces to while it runs; prints each trace of
+              the app's work as a tree with durations (`--all`: reads and ticks too,
+              `--host-calls`: every SQLite/Redis call); `--purchase` buys a ticket
+              in one trace, sign-up to payment (docs/tracing.md)
   bench       the app's requests/s and latency next to a native baseline, the event
               pipeline, start-up and memory, in under 5 minutes (docs/benchmarks.md)
   faults      the fault suite: races, a consumer down, Redis restarting, failing
@@ -101,6 +107,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") => bench::run(&project),
         Some("faults") => faults::run(&project, &args[1..]),
         Some("bus") => bus::run(&project, &args[1..]),
+        Some("traces") => traces::run(&project, &args[1..]),
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
         None => unreachable!("handled above"),
     }

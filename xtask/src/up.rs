@@ -92,14 +92,43 @@ pub fn run(project: &Project, profile: HostProfile) -> Result<()> {
         Some(spin) => sh.cmd(spin.program),
         None => sh.cmd(project.target_dir().join(profile.dir()).join("host")),
     };
+    let mut runtime = runtime.args(args);
+    if let Some(endpoint) = traces_endpoint(project) {
+        runtime = runtime.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    }
     // Ctrl-C reaches the runtime too; its clean exit (or the interrupt) ends xtask,
     // and dropping `_redis` stops a Redis started here.
     let _ = runtime
-        .args(args)
         .env("SPIN_VARIABLE_JWT_KEY", jwt_key)
         .env("SPIN_VARIABLE_PAYMENT_PROVIDER", payment_provider)
         .run();
     Ok(())
+}
+
+/// Where the runtime exports traces: the environment's OTLP endpoint if it names one
+/// (the runtime reads it itself), else a running `cargo xtask traces`, else nowhere.
+fn traces_endpoint(project: &Project) -> Option<String> {
+    step("Traces");
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .into_iter()
+    .find(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    if let Some(name) = configured {
+        eprintln!("exported as {name} says");
+        return None;
+    }
+    match crate::traces::running_receiver(project) {
+        Some(endpoint) => {
+            eprintln!("exported to `cargo xtask traces` at {endpoint}");
+            Some(endpoint)
+        }
+        None => {
+            eprintln!("off (`cargo xtask traces` in another terminal shows them)");
+            None
+        }
+    }
 }
 
 /// The payment provider of a local run: `SPIN_VARIABLE_PAYMENT_PROVIDER` if set, else

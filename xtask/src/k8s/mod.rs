@@ -237,6 +237,52 @@ fn check_objects(overlay: &str, objects: &[Value], facts: &Facts) -> Vec<String>
     problems.extend(autoscaling(objects));
     problems.extend(start_budget(objects));
     problems.extend(payment_provider(overlay, objects));
+    problems.extend(otlp_endpoints(objects));
+    problems
+}
+
+/// An executor's OTLP endpoints (`deploymentConfig.otel`), which the pods get as
+/// `OTEL_EXPORTER_OTLP_*ENDPOINT`, are what Spin's exporter can use: absolute
+/// `http(s)://` URLs; the combined one a base (the exporter appends `/v1/traces`, so
+/// one already ending in it would post to `/v1/traces/v1/traces`), the traces one
+/// the full URL (used as is, so it ends in `/v1/traces`).
+fn otlp_endpoints(objects: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for executor in of_kind(objects, "SpinAppExecutor") {
+        let Some(otel) = executor["spec"]["deploymentConfig"]["otel"].as_object() else {
+            continue;
+        };
+        for (field, endpoint) in otel {
+            let Some(endpoint) = endpoint.as_str() else {
+                continue;
+            };
+            let host = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+                .map(|rest| rest.split(['/', ':']).next().unwrap_or(""));
+            let problem = match (field.as_str(), host) {
+                (_, None) => Some("is not an http:// or https:// URL"),
+                (_, Some("")) => Some("names no host"),
+                ("exporter_otlp_endpoint", _)
+                    if endpoint.trim_end_matches('/').ends_with("/v1/traces") =>
+                {
+                    Some("is a base URL: the exporter appends /v1/traces itself")
+                }
+                ("exporter_otlp_traces_endpoint", _)
+                    if !endpoint.trim_end_matches('/').ends_with("/v1/traces") =>
+                {
+                    Some("is used as is: it must end in /v1/traces")
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                problems.push(format!(
+                    "{}: otel.{field} `{endpoint}` {problem}",
+                    describe(executor)
+                ));
+            }
+        }
+    }
     problems
 }
 
@@ -787,6 +833,59 @@ mod tests {
             });
         });
         assert_one_problem_mentions(&problems, "comes from a Secret");
+    }
+
+    #[test]
+    fn otlp_endpoints_are_urls_the_exporter_can_use() {
+        let with_otel = |otel: Value| {
+            move |objects: &mut Vec<Value>| {
+                let executor = objects
+                    .iter_mut()
+                    .find(|object| object["kind"] == "SpinAppExecutor")
+                    .unwrap();
+                executor["spec"]["deploymentConfig"]["otel"] = otel.clone();
+            }
+        };
+        let component = std::fs::read_to_string(
+            crate::checkout().join("k8s/SpinKube/components/tracing/kustomization.yaml"),
+        )
+        .unwrap();
+        assert!(component.contains("exporter_otlp_endpoint: http://otel-collector"));
+        assert_no_problem(&overlay_problems(
+            "traced",
+            with_otel(json!({
+                "exporter_otlp_endpoint": "http://otel-collector.observability.svc.cluster.local:4318",
+                "exporter_otlp_traces_endpoint": "https://tempo.example.com/v1/traces"
+            })),
+        ));
+        for (otel, problem) in [
+            (
+                json!({"exporter_otlp_endpoint": "otel-collector:4318"}),
+                "is not an http:// or https:// URL",
+            ),
+            (
+                json!({"exporter_otlp_endpoint": "http://:4318"}),
+                "names no host",
+            ),
+            (
+                json!({"exporter_otlp_endpoint": "http://collector:4318/v1/traces"}),
+                "appends /v1/traces itself",
+            ),
+            (
+                json!({"exporter_otlp_traces_endpoint": "http://collector:4318"}),
+                "must end in /v1/traces",
+            ),
+        ] {
+            assert_one_problem_mentions(&overlay_problems("traced", with_otel(otel)), problem);
+        }
+        // A misspelled setting is no setting: the schema refuses it.
+        assert_one_problem_mentions(
+            &overlay_problems(
+                "traced",
+                with_otel(json!({"exporter_otlp_endpiont": "http://collector:4318"})),
+            ),
+            "exporter_otlp_endpiont",
+        );
     }
 
     #[test]

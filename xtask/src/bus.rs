@@ -519,7 +519,7 @@ fn id_order(id: &str) -> (u64, u64) {
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
-/// `10:15:00.123  ticket:created  from tickets  id 3f2a…  {"id":…}`; dead letters say
+/// `10:15:00.123  ticket:created  from tickets  id 3f2a… trace 4bf9…  {"id":…}`; dead letters say
 /// where they came from and why.
 fn describe(stream: &str, entry: &Entry) -> String {
     let time = clock(id_order(&entry.id).0);
@@ -539,7 +539,13 @@ fn describe(stream: &str, entry: &Entry) -> String {
             format!("unreadable: {raw}"),
         ),
     };
-    let line = format!("{time}  {subject:<20} from {source:<10} id {id}  {data}");
+    // The trace id (docs/tracing.md): what to grep the services' logs for.
+    let trace = envelope
+        .as_ref()
+        .and_then(|envelope| envelope["traceparent"].as_str())
+        .and_then(|parent| parent.get(3..35))
+        .map_or_else(String::new, |trace| format!(" trace {trace}"));
+    let line = format!("{time}  {subject:<20} from {source:<10} id {id}{trace}  {data}");
     if stream == format!("{PREFIX}dead") {
         format!(
             "{line}\n{:14}DEAD: from {} (group {}, {} deliveries): {}",
@@ -590,6 +596,20 @@ mod tests {
         assert_eq!(
             line,
             r#"10:15:00.123  ticket:created       from tickets    id e1  {"id":"t1","price":10}"#
+        );
+    }
+
+    #[test]
+    fn an_event_line_names_its_trace_when_it_has_one() {
+        let e = r#"{"id":"e1","subject":"ticket:created","occurredAt":"x","source":"tickets","data":{},"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
+        let line = describe(
+            "events:ticket:created",
+            &entry("1795428900123-0", &[("e", e)]),
+        );
+        assert_eq!(
+            line,
+            "10:15:00.123  ticket:created       from tickets    id e1 trace \
+             4bf92f3577b34da6a3ce929d0e0e4736  {}"
         );
     }
 

@@ -131,6 +131,7 @@ impl TestState {
                 values: &values,
                 state_dir: self.state_dir.path(),
                 test: Some(&self.environment),
+                tracer: None,
             },
         )?);
         self.app = Some(app.clone());

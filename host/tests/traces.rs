@@ -225,14 +225,13 @@ fn start_probe(collector: &Collector) -> App {
 fn a_request_continues_the_callers_trace_down_to_its_host_calls() {
     let collector = collector();
     let app = start_probe(collector);
-    assert!(
-        app.logs().iter().any(|line| line.contains(&format!(
-            "traces: exporting to http://127.0.0.1:{}",
-            collector.port
-        ))),
-        "{:#?}",
-        app.logs()
+    let exporting = format!(
+        "traces: exporting to http://127.0.0.1:{}/v1/traces",
+        collector.port
     );
+    app.wait_for_log("the line saying where traces go", |line| {
+        line.starts_with(&exporting)
+    });
     let (trace_id, caller) = (harness::random_hex(16), harness::random_hex(8));
     let traceparent = format!("00-{trace_id}-{caller}-01");
     let reply = app.send(

@@ -24,11 +24,14 @@ use crate::runtime_config::RuntimeConfig;
 use crate::spin_test::Environment;
 use crate::sqlite::{self, Database};
 use crate::state::{ComponentRuntime, State};
+use crate::traces::Tracer;
 use crate::variables::Values;
 
 pub struct RunningApp {
     pub router: Router<HttpRoute>,
     pub redis_subscriptions: Vec<RedisSubscription>,
+    /// Where spans go; None unless traces are exported.
+    pub tracer: Option<Tracer>,
 }
 
 /// Every component of a manifest compiled and linked against the host's imports, ready
@@ -66,6 +69,8 @@ pub struct Options<'a> {
     pub state_dir: &'a Path,
     /// A component test's hold on the app (`host test`), None when serving.
     pub test: Option<&'a Arc<Environment>>,
+    /// Where spans go, when traces are exported.
+    pub tracer: Option<Tracer>,
 }
 
 /// Compiles every component of `app` (or takes it from `cache_dir`) and links it.
@@ -194,6 +199,7 @@ pub fn build(app: &App, compiled: &Compiled, options: Options<'_>) -> Result<Run
     Ok(RunningApp {
         router: Router::new(routes),
         redis_subscriptions,
+        tracer: options.tracer,
     })
 }
 

@@ -1,5 +1,10 @@
 //! The HTTP trigger: a hyper server that routes each request as Spin does, adds
 //! Spin's request headers, and runs a fresh instance of the component for it.
+//!
+//! When traces are exported, a request is Spin's `{METHOD} {route}` span (SERVER, the
+//! child of the request's `traceparent`), with `execute_wasm_component {component}`
+//! under it; the component's request then carries that span's `traceparent` rather
+//! than the client's (a deliberate difference from Spin: `traces` says why).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +34,7 @@ use crate::console::log;
 use crate::routes::{Match, RoutePattern};
 use crate::spin_test::Environment;
 use crate::state::State;
+use crate::traces::{Kind, Span, SpanContext, Tracer};
 
 /// Serves until `shutdown` turns true; connections in flight finish their request.
 pub async fn serve(
@@ -163,8 +169,15 @@ where
         .uri()
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let span = app
+        .tracer
+        .as_ref()
+        .map(|tracer| request_span(tracer, &request, client));
     let Some((route, matched)) = app.router.route(request.uri().path()) else {
         let response = plain(StatusCode::NOT_FOUND, "");
+        if let Some(span) = &span {
+            span.set_attribute("http.response.status_code", response.status().as_u16());
+        }
         log_request(
             None,
             None,
@@ -202,8 +215,22 @@ where
         &matched,
         client,
     );
+    let execution = span.as_ref().map(|span| {
+        span.set_name(format!("{method} {}", route.pattern));
+        span.set_attribute("http.route", route.pattern.clone());
+        let execution = span.child(
+            format!("execute_wasm_component {}", component.runtime.id),
+            Kind::Internal,
+        );
+        // The component sees its own span as the parent (a deliberate difference from
+        // Spin), so the events it publishes name it; the client's tracestate stays.
+        if let Ok(traceparent) = HeaderValue::from_str(&execution.context().traceparent()) {
+            request.headers_mut().insert("traceparent", traceparent);
+        }
+        execution
+    });
     let instantiation = Arc::new(OnceLock::new());
-    let response = match run(component, request, instantiation.clone()).await {
+    let response = match run(component, request, instantiation.clone(), execution.clone()).await {
         Ok(response) => response,
         Err(err) => {
             let line = format!("[{}] request failed: {err:#}", component.runtime.id);
@@ -211,9 +238,17 @@ where
                 Some(test) => test.log(&line),
                 None => log!("{line}"),
             }
+            if let (Some(span), Some(execution)) = (&span, &execution) {
+                execution.set_error(format!("{err:#}"));
+                span.set_attribute("error.type", format!("{err:#}"));
+                span.set_error(format!("{err:#}"));
+            }
             plain(StatusCode::INTERNAL_SERVER_ERROR, "")
         }
     };
+    if let Some(span) = &span {
+        span.set_attribute("http.response.status_code", response.status().as_u16());
+    }
     log_request(
         Some(&component.runtime.id),
         component.runtime.test.as_deref(),
@@ -230,6 +265,8 @@ where
 pub struct HttpRoute {
     pub component: Arc<HttpComponent>,
     pub headers: RouteHeaders,
+    /// The route as written in spin.toml (traces name requests by it).
+    pub pattern: String,
 }
 
 /// The values of Spin's per-route headers; None where the route is not a valid
@@ -245,12 +282,38 @@ impl HttpRoute {
     pub fn new(pattern: &RoutePattern, component: Arc<HttpComponent>) -> Self {
         HttpRoute {
             component,
+            pattern: pattern.to_string(),
             headers: RouteHeaders {
                 route: HeaderValue::from_str(&pattern.to_string()).ok(),
                 base: HeaderValue::from_str(&pattern.base()).ok(),
             },
         }
     }
+}
+
+/// Spin's `spin_trigger_http.handle_http_request` span, named by the method until a
+/// route matches, the child of the request's `traceparent` when it has a valid one.
+fn request_span<B>(tracer: &Tracer, request: &Request<B>, client: SocketAddr) -> Span {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let remote = text("traceparent")
+        .and_then(|traceparent| SpanContext::from_traceparent(traceparent, text("tracestate")));
+    let method = request.method().as_str();
+    let span = tracer.root(method.to_owned(), Kind::Server, remote);
+    span.set_attribute("http.request.method", method.to_owned());
+    span.set_attribute("network.peer.address", client.ip().to_string());
+    // Text, as Spin records it.
+    span.set_attribute("network.peer.port", client.port().to_string());
+    span.set_attribute("network.protocol.name", "http");
+    span.set_attribute("url.path", request.uri().path().to_owned());
+    span.set_attribute("url.query", request.uri().query().unwrap_or("").to_owned());
+    // Spin records the request URI's scheme, which a server's request never has;
+    // this host serves plain HTTP only.
+    span.set_attribute("url.scheme", "http");
+    if let Some(forwarded) = text("x-forwarded-for") {
+        span.set_attribute("client.address", forwarded.to_owned());
+    }
+    span
 }
 
 /// The headers Spin adds to every request it hands to a component.
@@ -308,13 +371,14 @@ async fn run<B>(
     component: &HttpComponent,
     request: Request<B>,
     instantiation: Arc<OnceLock<Duration>>,
+    trace: Option<Span>,
 ) -> anyhow::Result<Response<HyperOutgoingBody>>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let making = Instant::now();
-    let mut store = Store::new(component.pre.engine(), component.runtime.new_state());
+    let mut store = Store::new(component.pre.engine(), component.runtime.new_state(trace));
     let store_made = making.elapsed();
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let request = store
@@ -325,12 +389,20 @@ where
     let pre: ProxyPre<State> = component.pre.clone();
     let mut guest = Guest::new(async move {
         let instantiating = Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        let _ = instantiation.set(store_made + instantiating.elapsed());
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, request, outparam)
-            .await
+        let outcome = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let _ = instantiation.set(store_made + instantiating.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, outparam)
+                .await
+        }
+        .await;
+        // A trap after the response head (while the body streams) is seen only here.
+        if let (Err(trap), Some(execution)) = (&outcome, &store.data().trace) {
+            execution.set_error(format!("{trap:#}"));
+        }
+        outcome
     });
     // The outparam lives in the store, which the guest's future owns: once that future
     // has ended, the receiver is ready too.

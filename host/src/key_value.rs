@@ -11,6 +11,7 @@ use crate::runtime_config::KeyValueBackend;
 use crate::spin_test::KeyValueCall as Call;
 use crate::sqlite::Database;
 use crate::state::State;
+use crate::traces::Span;
 
 /// Where a store's data lives.
 #[derive(Clone)]
@@ -216,15 +217,25 @@ impl key_value::Host for State {}
 
 impl key_value::HostStore for State {
     async fn open(&mut self, label: String) -> Result<Resource<Store>, Error> {
-        let backend = self.component.key_value_store(&label)?;
-        self.table
-            .push(Store { label, backend })
-            .map_err(|_| Error::StoreTableFull)
+        let span = self.client_span(|| "spin_key_value.open".to_owned());
+        let opened = self.component.key_value_store(&label).and_then(|backend| {
+            self.table
+                .push(Store { label, backend })
+                .map_err(|_| Error::StoreTableFull)
+        });
+        Span::end(span, &opened);
+        opened
     }
 
     async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
-        let store = self.store(&store, || Call::Get(key.clone()))?;
-        store.get(self.component.redis.clone(), key).await
+        let span = self.client_span(|| "spin_key_value.get".to_owned());
+        let found = self.store(&store, || Call::Get(key.clone()));
+        let result = match found {
+            Ok(store) => store.get(self.component.redis.clone(), key).await,
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn set(
@@ -233,23 +244,47 @@ impl key_value::HostStore for State {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        let store = self.store(&store, || Call::Set(key.clone(), value.clone()))?;
-        store.set(self.component.redis.clone(), key, value).await
+        let span = self.client_span(|| "spin_key_value.set".to_owned());
+        let found = self.store(&store, || Call::Set(key.clone(), value.clone()));
+        let result = match found {
+            Ok(store) => store.set(self.component.redis.clone(), key, value).await,
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {
-        let store = self.store(&store, || Call::Delete(key.clone()))?;
-        store.delete(self.component.redis.clone(), key).await
+        let span = self.client_span(|| "spin_key_value.delete".to_owned());
+        let found = self.store(&store, || Call::Delete(key.clone()));
+        let result = match found {
+            Ok(store) => store.delete(self.component.redis.clone(), key).await,
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn exists(&mut self, store: Resource<Store>, key: String) -> Result<bool, Error> {
-        let store = self.store(&store, || Call::Exists(key.clone()))?;
-        store.exists(self.component.redis.clone(), key).await
+        let span = self.client_span(|| "spin_key_value.exists".to_owned());
+        let found = self.store(&store, || Call::Exists(key.clone()));
+        let result = match found {
+            Ok(store) => store.exists(self.component.redis.clone(), key).await,
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
-        let store = self.store(&store, || Call::GetKeys)?;
-        store.get_keys(self.component.redis.clone()).await
+        let span = self.client_span(|| "spin_key_value.get_keys".to_owned());
+        let found = self.store(&store, || Call::GetKeys);
+        let result = match found {
+            Ok(store) => store.get_keys(self.component.redis.clone()).await,
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn drop(&mut self, store: Resource<Store>) -> wasmtime::Result<()> {

@@ -21,13 +21,14 @@ mod spin_test;
 mod sqlite;
 mod state;
 mod stdio;
+mod traces;
 mod variables;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
@@ -187,8 +188,12 @@ fn compile(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// How long the last spans may take to export when the host stops.
+const TRACES_FLUSH_TIME: Duration = Duration::from_secs(5);
+
 async fn up(args: Args) -> Result<()> {
     let started = Instant::now();
+    let tracer = traces::Tracer::from_env()?;
     let app = manifest::load(&args.manifest)?;
     let state_dir = args.state_dir(&app);
     let runtime_config = match &args.runtime_config {
@@ -207,6 +212,7 @@ async fn up(args: Args) -> Result<()> {
                 values: &values,
                 state_dir: &state_dir,
                 test: None,
+                tracer: tracer.clone(),
             },
         )?;
         anyhow::Ok((compiled, running))
@@ -244,6 +250,9 @@ async fn up(args: Args) -> Result<()> {
     let _ = stop.send(true);
     let _ = redis.await;
     server.await??;
+    if let Some(tracer) = &tracer {
+        tracer.flush(TRACES_FLUSH_TIME).await;
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::spin::redis::{self as guest, Error, Payload, RedisParameter, RedisResult};
 use crate::state::State;
+use crate::traces::Span;
 
 /// Idle connections kept per address.
 const MAX_IDLE: usize = 16;
@@ -152,6 +153,23 @@ impl State {
     }
 }
 
+impl State {
+    /// A Redis call's span, as Spin names it (`name` is only called when traces are
+    /// exported), with the argument Spin records.
+    fn redis_span(
+        &self,
+        name: impl FnOnce() -> String,
+        argument: Option<(&'static str, &str)>,
+    ) -> Option<Span> {
+        let span = self.client_span(name)?;
+        span.set_attribute("db.system", "redis");
+        if let Some((key, value)) = argument {
+            span.set_attribute(key, value.to_owned());
+        }
+        Some(span)
+    }
+}
+
 /// The connection, not the command, failed.
 fn is_broken(err: &RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
@@ -201,24 +219,30 @@ impl guest::Host for State {}
 
 impl guest::HostConnection for State {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
-        if !self.component.allowed_hosts.allows_url(&address) {
-            self.component.log_denied("Redis", &address);
-            return Err(Error::InvalidAddress);
+        let span = self.redis_span(|| "spin_outbound_redis.open_connection".to_owned(), None);
+        let opened = async {
+            if !self.component.allowed_hosts.allows_url(&address) {
+                self.component.log_denied("Redis", &address);
+                return Err(Error::InvalidAddress);
+            }
+            let pool = self
+                .component
+                .redis
+                .pool(&address)
+                .map_err(|_| Error::InvalidAddress)?;
+            let (connection, was_idle) = pool.take().await.map_err(|err| other(&err))?;
+            self.table
+                .push(Connection {
+                    pool,
+                    connection,
+                    is_spent: false,
+                    is_untried: was_idle,
+                })
+                .map_err(|_| Error::TooManyConnections)
         }
-        let pool = self
-            .component
-            .redis
-            .pool(&address)
-            .map_err(|_| Error::InvalidAddress)?;
-        let (connection, was_idle) = pool.take().await.map_err(|err| other(&err))?;
-        self.table
-            .push(Connection {
-                pool,
-                connection,
-                is_spent: false,
-                is_untried: was_idle,
-            })
-            .map_err(|_| Error::TooManyConnections)
+        .await;
+        Span::end(span, &opened);
+        opened
     }
 
     async fn publish(
@@ -227,9 +251,12 @@ impl guest::HostConnection for State {
         channel: String,
         payload: Payload,
     ) -> Result<(), Error> {
+        let span = self.redis_span(|| format!("PUBLISH {channel}"), Some(("channel", &channel)));
         let mut command = redis::cmd("PUBLISH");
         command.arg(channel).arg(payload);
-        self.query(&connection, command).await.map(drop)
+        let result = self.query(&connection, command).await.map(drop);
+        Span::end(span, &result);
+        result
     }
 
     async fn get(
@@ -237,14 +264,18 @@ impl guest::HostConnection for State {
         connection: Resource<Connection>,
         key: String,
     ) -> Result<Option<Payload>, Error> {
+        let span = self.redis_span(|| format!("GET {key}"), Some(("key", &key)));
         let mut command = redis::cmd("GET");
         command.arg(key);
-        match self.query(&connection, command).await? {
-            RedisValue::Nil => Ok(None),
-            RedisValue::BulkString(bytes) => Ok(Some(bytes)),
-            RedisValue::SimpleString(text) => Ok(Some(text.into_bytes())),
-            _ => Err(Error::TypeError),
-        }
+        let result = match self.query(&connection, command).await {
+            Ok(RedisValue::Nil) => Ok(None),
+            Ok(RedisValue::BulkString(bytes)) => Ok(Some(bytes)),
+            Ok(RedisValue::SimpleString(text)) => Ok(Some(text.into_bytes())),
+            Ok(_) => Err(Error::TypeError),
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn set(
@@ -253,15 +284,21 @@ impl guest::HostConnection for State {
         key: String,
         value: Payload,
     ) -> Result<(), Error> {
+        let span = self.redis_span(|| format!("SET {key}"), Some(("key", &key)));
         let mut command = redis::cmd("SET");
         command.arg(key).arg(value);
-        self.query(&connection, command).await.map(drop)
+        let result = self.query(&connection, command).await.map(drop);
+        Span::end(span, &result);
+        result
     }
 
     async fn incr(&mut self, connection: Resource<Connection>, key: String) -> Result<i64, Error> {
+        let span = self.redis_span(|| format!("INCRBY {key} 1"), Some(("key", &key)));
         let mut command = redis::cmd("INCR");
         command.arg(key);
-        integer(self.query(&connection, command).await?)
+        let result = self.query(&connection, command).await.and_then(integer);
+        Span::end(span, &result);
+        result
     }
 
     async fn del(
@@ -269,9 +306,12 @@ impl guest::HostConnection for State {
         connection: Resource<Connection>,
         keys: Vec<String>,
     ) -> Result<u32, Error> {
+        let span = self.redis_span(|| format!("DEL {}", keys.join(" ")), None);
         let mut command = redis::cmd("DEL");
         command.arg(keys);
-        count(self.query(&connection, command).await?)
+        let result = self.query(&connection, command).await.and_then(count);
+        Span::end(span, &result);
+        result
     }
 
     async fn sadd(
@@ -280,9 +320,15 @@ impl guest::HostConnection for State {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, Error> {
+        let span = self.redis_span(
+            || format!("SADD {key} {}", values.join(" ")),
+            Some(("key", &key)),
+        );
         let mut command = redis::cmd("SADD");
         command.arg(key).arg(values);
-        count(self.query(&connection, command).await?)
+        let result = self.query(&connection, command).await.and_then(count);
+        Span::end(span, &result);
+        result
     }
 
     async fn smembers(
@@ -290,10 +336,11 @@ impl guest::HostConnection for State {
         connection: Resource<Connection>,
         key: String,
     ) -> Result<Vec<String>, Error> {
+        let span = self.redis_span(|| format!("SMEMBERS {key}"), Some(("key", &key)));
         let mut command = redis::cmd("SMEMBERS");
         command.arg(key);
-        match self.query(&connection, command).await? {
-            RedisValue::Array(members) | RedisValue::Set(members) => members
+        let result = match self.query(&connection, command).await {
+            Ok(RedisValue::Array(members) | RedisValue::Set(members)) => members
                 .into_iter()
                 .map(|member| match member {
                     RedisValue::BulkString(bytes) => {
@@ -303,8 +350,11 @@ impl guest::HostConnection for State {
                     _ => Err(Error::TypeError),
                 })
                 .collect(),
-            _ => Err(Error::TypeError),
-        }
+            Ok(_) => Err(Error::TypeError),
+            Err(err) => Err(err),
+        };
+        Span::end(span, &result);
+        result
     }
 
     async fn srem(
@@ -313,9 +363,15 @@ impl guest::HostConnection for State {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, Error> {
+        let span = self.redis_span(
+            || format!("SREM {key} {}", values.join(" ")),
+            Some(("key", &key)),
+        );
         let mut command = redis::cmd("SREM");
         command.arg(key).arg(values);
-        count(self.query(&connection, command).await?)
+        let result = self.query(&connection, command).await.and_then(count);
+        Span::end(span, &result);
+        result
     }
 
     async fn execute(
@@ -324,6 +380,9 @@ impl guest::HostConnection for State {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, Error> {
+        // The arguments are not recorded (Spin records them): they carry every event's
+        // payload.
+        let span = self.redis_span(|| command.clone(), Some(("command", &command)));
         if changes_connection_state(&command)
             && let Ok(connection) = self.table.get_mut(&connection)
         {
@@ -336,10 +395,13 @@ impl guest::HostConnection for State {
                 RedisParameter::Binary(bytes) => cmd.arg(bytes),
             };
         }
-        let reply = self.query(&connection, cmd).await?;
-        let mut results = Vec::new();
-        flatten(reply, &mut results)?;
-        Ok(results)
+        let result = self.query(&connection, cmd).await.and_then(|reply| {
+            let mut results = Vec::new();
+            flatten(reply, &mut results)?;
+            Ok(results)
+        });
+        Span::end(span, &result);
+        result
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {

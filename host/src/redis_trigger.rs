@@ -11,6 +11,12 @@
 //! Deliberate difference from Spin: when the connection drops, Spin exits the whole
 //! app; this host logs it and reconnects with backoff, so a Redis restart during a
 //! local run or a test does not take HTTP down with it.
+//!
+//! When traces are exported, a message is a `{channel} receive` span (CONSUMER), with
+//! one `execute_wasm_component {component}` span under it per component it runs. Two
+//! more differences from Spin, which has neither: a message that is a JSON object
+//! with a top-level `traceparent` (an event envelope) continues that trace, and the
+//! per-component spans (`traces` says why).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use wasmtime::Store;
 
 use crate::app::{RedisSubscription, RunningApp};
 use crate::console::log;
+use crate::traces::{Kind, Span, SpanContext, Tracer};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
@@ -111,21 +118,68 @@ async fn listen(
         };
         let channel = message.get_channel_name();
         let payload = message.get_payload_bytes().to_vec();
+        let span = app
+            .tracer
+            .as_ref()
+            .map(|tracer| message_span(tracer, channel, &payload));
         let deliveries = subscriptions
             .iter()
             .map(|&index| &app.redis_subscriptions[index])
             .filter(|subscription| subscription.channel == channel)
-            .map(|subscription| async { drop(deliver(subscription, payload.clone()).await) });
+            .map(|subscription| async {
+                drop(deliver(subscription, payload.clone(), span.as_ref()).await)
+            });
         futures_util::future::join_all(deliveries).await;
     }
 }
 
+/// Spin's `spin_trigger_redis.handle_message` span, continuing the trace the message
+/// names, if it names one.
+fn message_span(tracer: &Tracer, channel: &str, payload: &[u8]) -> Span {
+    let span = tracer.root(
+        format!("{channel} receive"),
+        Kind::Consumer,
+        envelope_context(payload),
+    );
+    span.set_attribute("messaging.operation", "receive");
+    span.set_attribute("messaging.system", "redis");
+    span
+}
+
+/// The trace context an event envelope carries: the top-level `traceparent` (and
+/// `tracestate`) of a JSON object. None for anything else, or an invalid one.
+fn envelope_context(payload: &[u8]) -> Option<SpanContext> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        traceparent: Option<String>,
+        tracestate: Option<String>,
+    }
+    // serde would read a struct from a JSON array too: only an object is an envelope.
+    let first = payload.iter().find(|byte| !byte.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let envelope: Envelope = serde_json::from_slice(payload).ok()?;
+    SpanContext::from_traceparent(&envelope.traceparent?, envelope.tracestate.as_deref())
+}
+
 /// Runs the component's `handle-message` on a fresh instance and logs the outcome (to
-/// the test's output, under a component test); Err says why it failed.
-pub async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) -> Result<(), String> {
+/// the test's output, under a component test); Err says why it failed. `message` is
+/// the message's span, when traces are exported.
+pub async fn deliver(
+    subscription: &RedisSubscription,
+    payload: Vec<u8>,
+    message: Option<&Span>,
+) -> Result<(), String> {
     let started = Instant::now();
+    let execution = message.map(|message| {
+        message.child(
+            format!("execute_wasm_component {}", subscription.runtime.id),
+            Kind::Internal,
+        )
+    });
     let outcome = async {
-        let state = subscription.runtime.new_state();
+        let state = subscription.runtime.new_state(execution.clone());
         let mut store = Store::new(subscription.pre.engine(), state);
         let instance = subscription.pre.instantiate_async(&mut store).await?;
         let result = instance
@@ -141,6 +195,10 @@ pub async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) -> Resu
         Ok(Err(_)) => Err("the handler returned an error".to_owned()),
         Err(err) => Err(format!("failed: {err:#}")),
     };
+    if let (Err(why), Some(execution)) = (&outcome, &execution) {
+        execution.set_error(why.clone());
+    }
+    drop(execution);
     let line = format!(
         "{} redis {} ({} bytes) -> {} in {:.2} ms",
         subscription.runtime.id,
@@ -154,4 +212,38 @@ pub async fn deliver(subscription: &RedisSubscription, payload: Vec<u8>) -> Resu
         None => log!("{line}"),
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn an_envelope_with_a_traceparent_names_its_trace() {
+        let envelope = format!(
+            r#" {{"id":"e1","subject":"order:created","data":{{"traceparent":"no"}},
+            "traceparent":"{TRACEPARENT}","tracestate":"app=1"}}"#
+        );
+        let context = envelope_context(envelope.as_bytes()).expect("a context");
+        assert_eq!(context.traceparent(), TRACEPARENT);
+        assert_eq!(context.state.as_deref(), Some("app=1"));
+    }
+
+    #[test]
+    fn anything_else_names_no_trace() {
+        for payload in [
+            "not json".to_owned(),
+            "fail".to_owned(),
+            format!(r#"["{TRACEPARENT}"]"#),
+            format!(r#""{TRACEPARENT}""#),
+            r#"{"id":"e1"}"#.to_owned(),
+            r#"{"traceparent":"00-zz"}"#.to_owned(),
+            r#"{"traceparent":42}"#.to_owned(),
+            format!(r#"{{"data":{{"traceparent":"{TRACEPARENT}"}}}}"#),
+        ] {
+            assert!(envelope_context(payload.as_bytes()).is_none(), "{payload}");
+        }
+    }
 }

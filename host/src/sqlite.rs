@@ -24,6 +24,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
 use crate::state::State;
+use crate::traces::Span;
 
 /// How long a writer waits for another connection's lock (rusqlite's and Spin's default).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,6 +138,41 @@ impl sqlite::Host for State {}
 
 impl sqlite::HostConnection for State {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, Error> {
+        let span = self.client_span(|| "spin_sqlite.open".to_owned());
+        if let Some(span) = &span {
+            span.set_attribute("db.system", "sqlite");
+            span.set_attribute("database", database.clone());
+        }
+        let opened = self.open_connection(database).await;
+        Span::end(span, &opened);
+        opened
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> Result<QueryResult, Error> {
+        let span = self.client_span(|| statement.clone());
+        if let Some(span) = &span {
+            span.set_attribute("db.system", "sqlite");
+        }
+        let result = self
+            .execute_statement(connection, statement, parameters)
+            .await;
+        Span::end(span, &result);
+        result
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl State {
+    async fn open_connection(&mut self, database: String) -> Result<Resource<Connection>, Error> {
         let database = self.component.sqlite_database(&database)?;
         // An idle connection is at hand; opening a new one reads the file.
         let connection = match database.take_idle() {
@@ -153,7 +189,7 @@ impl sqlite::HostConnection for State {
             .map_err(|_| Error::Io("too many open connections".into()))
     }
 
-    async fn execute(
+    async fn execute_statement(
         &mut self,
         connection: Resource<Connection>,
         statement: String,
@@ -188,11 +224,6 @@ impl sqlite::HostConnection for State {
             resource.writing = None;
         }
         result
-    }
-
-    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ use crate::redis_outbound::Pools;
 use crate::spin_test::Environment;
 use crate::sqlite::Database;
 use crate::stdio::{Console, PrefixedOutput, Sink};
+use crate::traces::{Kind, Span};
 
 /// A component's grants and configuration, resolved at start.
 pub struct ComponentRuntime {
@@ -51,8 +52,9 @@ pub fn open_files(preopens: &[(PathBuf, String)]) -> anyhow::Result<WasiFilesyst
 }
 
 impl ComponentRuntime {
-    /// A fresh instance state with this component's WASI view of the world.
-    pub fn new_state(self: &Arc<Self>) -> State {
+    /// A fresh instance state with this component's WASI view of the world; `trace` is
+    /// the span of its execution when traces are exported.
+    pub fn new_state(self: &Arc<Self>, trace: Option<Span>) -> State {
         let (stdout, stderr) = match &self.test {
             None => (
                 Sink::Console(Console::Stdout),
@@ -76,8 +78,9 @@ impl ComponentRuntime {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            outbound_http: OutboundHttp::new(self.clone()),
+            outbound_http: OutboundHttp::new(self.clone(), trace.clone()),
             component: self.clone(),
+            trace,
         }
     }
 
@@ -125,6 +128,19 @@ pub struct State {
     pub http: WasiHttpCtx,
     pub outbound_http: OutboundHttp,
     pub component: Arc<ComponentRuntime>,
+    /// The instance's `execute_wasm_component` span, under which its host calls record
+    /// theirs; None when traces are not exported.
+    pub trace: Option<Span>,
+}
+
+impl State {
+    /// A host call's CLIENT span under this instance's execution, named by `name` (only
+    /// called when traces are exported). End it with [`Span::end`].
+    pub fn client_span(&self, name: impl FnOnce() -> String) -> Option<Span> {
+        self.trace
+            .as_ref()
+            .map(|execution| execution.child(name(), Kind::Client))
+    }
 }
 
 impl WasiView for State {

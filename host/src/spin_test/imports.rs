@@ -131,6 +131,7 @@ impl TestState {
                 values: &values,
                 state_dir: self.state_dir.path(),
                 test: Some(&self.environment),
+                tracer: None,
             },
         )?);
         self.app = Some(app.clone());
@@ -509,7 +510,7 @@ impl host_test::Host for TestState {
                 "component `{component}` has no Redis trigger on `{channel}`"
             )));
         };
-        Ok(crate::redis_trigger::deliver(subscription, payload).await)
+        Ok(crate::redis_trigger::deliver(subscription, payload, None).await)
     }
 
     async fn set_wall_clock(&mut self, now: host_test::Datetime) -> wasmtime::Result<()> {

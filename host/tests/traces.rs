@@ -8,7 +8,6 @@ mod decode;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -33,15 +32,9 @@ struct Export {
 struct Collector {
     port: u16,
     exports: Arc<Mutex<Vec<Export>>>,
-    /// A script that runs the host with the collector as its endpoint: the harness
-    /// starts the host with the environment of the test, and a test must not change
-    /// its own process's environment while other tests run.
-    host: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
-/// Started by the first test that asks, before that test starts anything else (a
-/// script being written while another thread forks could not be executed).
+/// Started by the first test that asks.
 fn collector() -> &'static Collector {
     static COLLECTOR: OnceLock<Collector> = OnceLock::new();
     COLLECTOR.get_or_init(|| {
@@ -55,25 +48,7 @@ fn collector() -> &'static Collector {
                 std::thread::spawn(move || receive(stream, &kept));
             }
         });
-        let dir = tempfile::tempdir().unwrap();
-        let host = dir.path().join("host-with-traces");
-        std::fs::write(
-            &host,
-            format!(
-                "#!/bin/sh\nOTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{port} exec '{}' \"$@\"\n",
-                env!("CARGO_BIN_EXE_host")
-            ),
-        )
-        .unwrap();
-        let mut permissions = std::fs::metadata(&host).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-        std::fs::set_permissions(&host, permissions).unwrap();
-        Collector {
-            port,
-            exports,
-            host,
-            _dir: dir,
-        }
+        Collector { port, exports }
     })
 }
 
@@ -211,11 +186,11 @@ fn is_child(child: &decode::Span, parent: &decode::Span) -> bool {
 }
 
 fn start_probe(collector: &Collector) -> App {
-    let host = Path::new(env!("CARGO_BIN_EXE_host"));
     App::builder(harness::workspace_root().join("host/probe/spin.toml"))
-        .host_binary(&collector.host)
-        // The compiled-code cache every other host test uses.
-        .host_cache_dir(host.with_file_name("host-cache"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &format!("http://127.0.0.1:{}", collector.port),
+        )
         .with_redis(Redis::start())
         .variable("secret_word", "sesame")
         .start()

@@ -214,12 +214,19 @@ fn purchase() -> Result<String> {
             other => bail!("the order answered {other}, not 201"),
         }
     };
-    let (status, _) = post(
-        &buyer,
-        "/api/payments",
-        json!({"token": "tok_visa", "orderId": order["id"]}),
-    )?;
-    expect(status, 201, "the payment")?;
+    // payments too learns of the order from its event.
+    loop {
+        let (status, _) = post(
+            &buyer,
+            "/api/payments",
+            json!({"token": "tok_visa", "orderId": order["id"]}),
+        )?;
+        match status {
+            201 => break,
+            404 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            other => bail!("the payment answered {other}, not 201"),
+        }
+    }
     Ok(trace_id)
 }
 

@@ -152,8 +152,16 @@ pub async fn create_ticket(title: &str, price: &str) -> ApiResult<Ticket> {
     .await
 }
 
+/// Orders the ticket, in a new trace that the order's payment joins ([`pay`]).
 pub async fn create_order(ticket_id: &str) -> ApiResult<Order> {
-    send(json(Request::post("/api/orders"), &NewOrder { ticket_id })).await
+    let trace_id = purchase_trace::new_trace_id();
+    let order: Order = send(json(
+        Request::post("/api/orders").header("traceparent", &purchase_trace::traceparent(&trace_id)),
+        &NewOrder { ticket_id },
+    ))
+    .await?;
+    purchase_trace::remember(&order.id, &trace_id);
+    Ok(order)
 }
 
 pub async fn orders() -> ApiResult<Vec<Order>> {
@@ -168,14 +176,65 @@ pub async fn payments_config() -> ApiResult<PaymentsConfig> {
     send(Request::get("/api/payments/config").build()).await
 }
 
-/// Pays for the order; the payment's id.
+/// Pays for the order, in the order's trace when this tab placed it; the payment's id.
 pub async fn pay(order_id: &str, token: &str) -> ApiResult<String> {
-    let payment: Payment = send(json(
-        Request::post("/api/payments"),
-        &NewPayment { token, order_id },
-    ))
-    .await?;
+    let mut request = Request::post("/api/payments");
+    if let Some(trace_id) = purchase_trace::of_order(order_id) {
+        request = request.header("traceparent", &purchase_trace::traceparent(&trace_id));
+    }
+    let payment: Payment = send(json(request, &NewPayment { token, order_id })).await?;
     Ok(payment.id)
+}
+
+/// One trace per purchase: the order and its payment are sent with a W3C `traceparent`
+/// of the same trace id, so the services' spans and events of a purchase (docs/tracing.md)
+/// are one trace. The trace id is kept per order for the tab's session; an order paid
+/// from elsewhere is paid in a trace of its own.
+mod purchase_trace {
+    const KEY_PREFIX: &str = "trace:order:";
+
+    /// 16 random bytes, hex (the browser's `crypto`, else `Math.random`).
+    pub fn new_trace_id() -> String {
+        random_hex::<16>()
+    }
+
+    /// A `traceparent` in `trace_id`, with a new parent id: the request's own span.
+    pub fn traceparent(trace_id: &str) -> String {
+        format!("00-{trace_id}-{}-01", random_hex::<8>())
+    }
+
+    pub fn remember(order_id: &str, trace_id: &str) {
+        if let Some(storage) = session_storage() {
+            let _ = storage.set_item(&format!("{KEY_PREFIX}{order_id}"), trace_id);
+        }
+    }
+
+    pub fn of_order(order_id: &str) -> Option<String> {
+        session_storage()?
+            .get_item(&format!("{KEY_PREFIX}{order_id}"))
+            .ok()
+            .flatten()
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    fn session_storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok().flatten()
+    }
+
+    fn random_hex<const N: usize>() -> String {
+        let mut bytes = [0u8; N];
+        let filled = web_sys::window()
+            .and_then(|window| window.crypto().ok())
+            .is_some_and(|crypto| crypto.get_random_values_with_u8_array(&mut bytes).is_ok());
+        if !filled {
+            for byte in &mut bytes {
+                *byte = (js_sys::Math::random() * 256.0) as u8;
+            }
+        }
+        // All-zero ids are invalid.
+        bytes[N - 1] |= 1;
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
 }
 
 /// An id from the address bar, safe inside a path.

@@ -219,6 +219,23 @@ fn journey(app: &App) {
     assert_test_mode_shown(&browser);
     capture(&browser, "my-orders");
 
+    // The order and its payment were sent in one trace: their events carry it.
+    let order_id = order_path.trim_start_matches("/orders/");
+    let trace_of = |subject: &str, matches: &dyn Fn(&Value) -> bool| -> String {
+        let envelope = app
+            .redis()
+            .stream(&format!("events:{subject}"))
+            .into_iter()
+            .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap())
+            .find(|envelope| matches(envelope))
+            .unwrap_or_else(|| panic!("no {subject} of order {order_id}"));
+        envelope["traceparent"].as_str().expect("a traceparent")[3..35].to_owned()
+    };
+    assert_eq!(
+        trace_of("order:created", &|e| e["data"]["id"] == order_id),
+        trace_of("payment:created", &|e| e["data"]["orderId"] == order_id),
+    );
+
     // The order page says so too, and the ticket is no longer for sale.
     browser.goto(&order_path);
     browser.wait_for_text("Status: Paid");

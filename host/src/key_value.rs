@@ -229,6 +229,8 @@ impl key_value::HostStore for State {
 
     async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
         let span = self.client_span(|| "spin_key_value.get".to_owned());
+        // The store is looked up before the await (here and below): a future that held
+        // `&self` across it would not be `Send`.
         let found = self.store(&store, || Call::Get(key.clone()));
         let result = match found {
             Ok(store) => store.get(self.component.redis.clone(), key).await,

@@ -148,9 +148,8 @@ fn an_expiry_goes_out_in_the_trace_of_its_order() {
         wait_for_status(&buyer, &order, "cancelled");
         let expiry = app
             .redis()
-            .stream("events:expiration:complete")
+            .envelopes("expiration:complete")
             .into_iter()
-            .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap())
             .find(|envelope| envelope["data"]["orderId"] == order["id"])
             .expect("the order's expiration:complete");
         assert_eq!(expiry["traceparent"], placed_in);

@@ -89,12 +89,7 @@ fn an_order_holds_the_ticket_until_it_is_cancelled() {
             expires_at.ends_with('Z') && expires_at.len() == 24,
             "{expires_at}"
         );
-        let created: Vec<Value> = app
-            .redis()
-            .stream("events:order:created")
-            .into_iter()
-            .map(|(_, fields)| serde_json::from_str(&fields[0].1).unwrap())
-            .collect();
+        let created = app.redis().envelopes("order:created");
         assert_eq!(created.len(), 1);
         assert_eq!(
             created[0]["data"],
@@ -355,19 +350,10 @@ fn a_paid_order_is_complete_and_neither_expires_nor_cancels() {
     });
 }
 
-/// The envelopes on `subject`'s stream, oldest first.
-fn envelopes(app: &App, subject: &str) -> Vec<Value> {
-    app.redis()
-        .stream(&format!("events:{subject}"))
-        .into_iter()
-        .map(|(_, fields)| serde_json::from_str(&fields[0].1).expect("an envelope"))
-        .collect()
-}
-
 /// The first envelope on `subject`'s stream that `matches`, once there is one.
 fn envelope_where(app: &App, subject: &str, matches: impl Fn(&Value) -> bool) -> Value {
     eventually(&format!("a matching {subject}"), WAIT, || {
-        envelopes(app, subject).into_iter().find(&matches)
+        app.redis().envelopes(subject).into_iter().find(&matches)
     })
 }
 

@@ -101,9 +101,9 @@ fn message(reply: &Reply) -> Value {
 /// The data of every `payment:created` so far.
 fn payments_published(app: &App) -> Vec<Value> {
     app.redis()
-        .stream("events:payment:created")
+        .envelopes("payment:created")
         .into_iter()
-        .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap()["data"].clone())
+        .map(|envelope| envelope["data"].clone())
         .collect()
 }
 

@@ -31,15 +31,6 @@ fn field_error(message: &str, field: &str) -> Value {
     json!({"message": message, "field": field})
 }
 
-/// The envelopes on a stream, oldest first.
-fn stream(app: &App, subject: &str) -> Vec<Value> {
-    app.redis()
-        .stream(&format!("events:{subject}"))
-        .into_iter()
-        .map(|(_, fields)| serde_json::from_str(&fields[0].1).expect("an envelope"))
-        .collect()
-}
-
 /// Publishes an event as the orders service would.
 fn publish_as_orders(app: &App, envelope: &Value) {
     app.redis().publish_event(envelope);
@@ -86,7 +77,8 @@ fn wait_for_version(app: &App, id: &str, version: u64) -> Value {
 
 /// The `ticket:updated` events of one ticket, by version.
 fn updates_of(app: &App, id: &Value) -> Vec<Value> {
-    stream(app, "ticket:updated")
+    app.redis()
+        .envelopes("ticket:updated")
         .into_iter()
         .filter(|envelope| envelope["data"]["id"] == *id)
         .map(|envelope| envelope["data"].clone())
@@ -123,7 +115,7 @@ fn a_created_ticket_is_returned_and_published_as_ticket_created() {
         );
         assert_eq!(show(app, ticket["id"].as_str().unwrap()), ticket);
 
-        let events = stream(app, "ticket:created");
+        let events = app.redis().envelopes("ticket:created");
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["source"], "tickets");
         assert_eq!(

@@ -224,9 +224,8 @@ fn journey(app: &App) {
     let trace_of = |subject: &str, matches: &dyn Fn(&Value) -> bool| -> String {
         let envelope = app
             .redis()
-            .stream(&format!("events:{subject}"))
+            .envelopes(subject)
             .into_iter()
-            .map(|(_, fields)| serde_json::from_str::<Value>(&fields[0].1).unwrap())
             .find(|envelope| matches(envelope))
             .unwrap_or_else(|| panic!("no {subject} of order {order_id}"));
         envelope["traceparent"].as_str().expect("a traceparent")[3..35].to_owned()

@@ -218,6 +218,22 @@ impl Redis {
             .expect("XADD");
     }
 
+    /// The event envelopes on the stream of `subject` (`events:<subject>`, field `e`),
+    /// oldest first.
+    pub fn envelopes(&self, subject: &str) -> Vec<serde_json::Value> {
+        self.stream(&format!("events:{subject}"))
+            .into_iter()
+            .map(|(id, fields)| {
+                let envelope = fields
+                    .iter()
+                    .find(|(field, _)| field == "e")
+                    .unwrap_or_else(|| panic!("entry {id} of events:{subject} has no field e"));
+                serde_json::from_str(&envelope.1)
+                    .unwrap_or_else(|err| panic!("entry {id} of events:{subject}: {err}"))
+            })
+            .collect()
+    }
+
     /// Publishes an envelope as another service's bus would: on the stream
     /// `events:<subject>`, then the doorbell on the channel `<subject>`.
     pub fn publish_event(&self, envelope: &serde_json::Value) {

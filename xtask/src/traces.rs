@@ -154,12 +154,7 @@ fn purchase() -> Result<String> {
             .build()
     };
     let (seller, buyer) = (client()?, client()?);
-    let mut ids = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut ids))
-        .context("reading /dev/urandom")?;
-    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
-    let trace_id = hex(&ids);
+    let trace_id = crate::up::random_hex(16)?;
     // One client span per request, as an instrumented client would make.
     let mut span = 0u64;
     let mut post =
@@ -186,7 +181,7 @@ fn purchase() -> Result<String> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let suffix = &hex(&ids[..4]);
+    let suffix = &trace_id[..8];
     let (status, _) = post(
         &seller,
         "/api/users/signup",

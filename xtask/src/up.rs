@@ -151,6 +151,15 @@ fn dev_payment_provider(from_env: Option<String>) -> String {
     }
 }
 
+/// `bytes` random bytes from `/dev/urandom`, in hex (a dev key, a trace id).
+pub fn random_hex(bytes: usize) -> Result<String> {
+    let mut random = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut source| std::io::Read::read_exact(&mut source, &mut random))
+        .context("reading /dev/urandom")?;
+    Ok(random.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
 /// The development session key: `SPIN_VARIABLE_JWT_KEY` if set, else one generated
 /// once and kept in `.spin/jwt_key` (git-ignored), so sessions survive restarts.
 fn dev_jwt_key(root: &Path) -> Result<String> {
@@ -164,11 +173,7 @@ fn dev_jwt_key(root: &Path) -> Result<String> {
         eprintln!("using {}", path.display());
         return Ok(key.trim().to_owned());
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
-        .context("reading /dev/urandom")?;
-    let key: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    let key = random_hex(32)?;
     std::fs::create_dir_all(path.parent().expect("the key file is in .spin/"))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

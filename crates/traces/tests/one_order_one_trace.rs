@@ -237,7 +237,10 @@ fn each_order_is_one_trace_from_its_requests_through_every_service() {
     // so that one sweep does not send both expiries under one doorbell.
     eventually("the paid order's expiry", WAIT, || {
         let envelopes = app.redis().envelopes("expiration:complete");
-        envelopes.iter().any(|envelope| envelope["data"]["orderId"] == order["id"]).then_some(())
+        envelopes
+            .iter()
+            .any(|envelope| envelope["data"]["orderId"] == order["id"])
+            .then_some(())
     });
 
     // The second, in a trace of its own, left unpaid until it expires.
